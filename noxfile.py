@@ -1,0 +1,112 @@
+"""Build and test every distribution in packages/ in isolation.
+
+Each test session gets a fresh virtualenv holding only the package under test, the sibling
+packages it depends on (installed from this tree) and its test extras. Torch is pinned through
+constraints/test.txt: an unpinned torch pulls several GB of CUDA wheels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PACKAGES = ROOT / "packages"
+CONSTRAINTS = ("-c", str(ROOT / "constraints" / "test.txt"))
+DISTRIBUTIONS = ("core", "hf", "onnx", "bnb", "awq", "gptq")
+
+nox.options.default_venv_backend = "venv"  # pip sees the local torch wheel; uv does not
+nox.options.error_on_missing_interpreters = True
+
+TEST_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def package(name: str, extras: str = "") -> str:
+    path = PACKAGES / f"invarlock-{name}"
+    return f"{path}[{extras}]" if extras else str(path)
+
+
+def install(session: nox.Session, *requirements: str) -> None:
+    session.install(*CONSTRAINTS, *requirements)
+
+
+def pytest(session: nox.Session, *paths: str) -> None:
+    session.run("pytest", *paths, *session.posargs, env=TEST_ENV)
+
+
+@nox.session
+def core(session: nox.Session) -> None:
+    """invarlock-core alone: no torch in this venv, so the no-torch-at-import checks mean something."""
+    install(session, package("core", "test"))
+    pytest(session, "packages/invarlock-core/tests")
+
+
+@nox.session
+@nox.parametrize("transformers", ["5", "4.57"])
+def hf(session: nox.Session, transformers: str) -> None:
+    """invarlock-hf on transformers 5.x and on 4.57.x (the ONNX stack needs 4.57)."""
+    pin = "transformers>=5,<6" if transformers == "5" else "transformers>=4.57,<4.58"
+    install(session, package("core", "testing"), package("hf", "test"), pin)
+    pytest(session, "packages/invarlock-hf/tests")
+
+
+@nox.session
+def onnx(session: nox.Session) -> None:
+    """invarlock-onnx: optimum-onnx pins transformers<4.58."""
+    install(session, package("core", "testing"), package("hf"), package("onnx", "test"))
+    pytest(session, "packages/invarlock-onnx/tests")
+
+
+@nox.session
+def bnb(session: nox.Session) -> None:
+    install(session, package("core", "testing"), package("hf"), package("bnb", "test"))
+    pytest(session, "packages/invarlock-bnb/tests")
+
+
+@nox.session
+def gptq(session: nox.Session) -> None:
+    session.env.update({"GPTQMODEL_CPU_WORKERS": "2"})
+    install(session, package("core", "testing"), package("hf"), package("gptq", "test"))
+    pytest(session, "packages/invarlock-gptq/tests")
+
+
+@nox.session
+def awq(session: nox.Session) -> None:
+    session.env.update({"GPTQMODEL_CPU_WORKERS": "2"})
+    install(session, package("core", "testing"), package("hf"), package("awq", "test"))
+    pytest(session, "packages/invarlock-awq/tests")
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """Cross-package tests: third-party sample plugins next to invarlock-core and invarlock-hf."""
+    install(session, package("core", "test"), package("hf"), "-r", "tests-integration/requirements.txt")
+    pytest(session, "tests-integration")
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build sdist and wheel of every distribution, check metadata, install each wheel alone."""
+    install(session, "build", "twine")
+    dist = ROOT / "dist"
+    session.run("rm", "-rf", str(dist), external=True)
+    for name in DISTRIBUTIONS:
+        session.run("python", "-m", "build", "--outdir", str(dist), str(PACKAGES / f"invarlock-{name}"))
+    session.run("python", "-m", "build", "--outdir", str(dist), str(ROOT))
+    session.run("twine", "check", "--strict", *map(str, sorted(dist.iterdir())))
+    session.run("python", str(ROOT / "tools" / "check_wheels.py"), str(dist))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    install(session, "ruff")
+    session.run("ruff", "check", "packages", "tests-integration", "noxfile.py", "tools")
+    session.run("ruff", "format", "--check", "packages", "tests-integration", "noxfile.py", "tools")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    install(session, "mypy", package("core", "test"))
+    session.run("mypy", "packages/invarlock-core/src/invarlock")
+

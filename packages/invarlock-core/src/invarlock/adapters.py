@@ -1,0 +1,150 @@
+"""The adapter API: ``get_adapter(name)`` and the seed's class names, all going through the hooks.
+
+``from invarlock.adapters import HF_Auto_Adapter`` returns the class the installed plugin
+provides; when its distribution is missing, the ImportError names the ``pip install`` that fixes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from invarlock.catalogue import BY_CLASS_NAME
+from invarlock.description import ModelDescription, validate_description
+from invarlock.errors import AdapterNotFoundError
+from invarlock.network import hub_offline_unless_allowed
+from invarlock.types import Resolution
+
+
+def _manager() -> Any:
+    from invarlock.manager import get_plugin_manager
+
+    return get_plugin_manager()
+
+
+def _unrecognised(model: Any) -> AdapterNotFoundError:
+    kind = f"{type(model).__module__}.{type(model).__qualname__}"
+    return AdapterNotFoundError(
+        f"no installed adapter recognises a model of type {kind}; load it through an InvarLock "
+        "adapter (`invarlock plugins adapters` lists them)"
+    )
+
+
+class Adapter:
+    """An adapter by name. Every method dispatches to the plugins through the ``invarlock_*`` hooks.
+
+    Plugins subclass this only to set ``name`` (and add conveniences); the behaviour lives in
+    their hookimpls, so the class and the hooks cannot disagree.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None:
+            self.name = name  # type: ignore[misc]
+        if not self.name:
+            raise AdapterNotFoundError("an Adapter needs a name; use invarlock.adapters.get_adapter(name)")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def load_model(self, model_id: str | Path, device: str = "auto", **from_pretrained_kwargs: Any) -> Any:
+        """Load ``model_id`` (a local directory or, with the network allowed, a hub id)."""
+        manager = _manager()
+        manager.require_ready(self.name)
+        options = {"trust_remote_code": False, **from_pretrained_kwargs}
+        with hub_offline_unless_allowed():
+            model = manager.hook.invarlock_load_model(
+                adapter=self.name, model_id=str(model_id), device=device, options=options
+            )
+        if model is None:
+            raise AdapterNotFoundError(
+                f"no installed plugin answers for adapter {self.name}; reinstall the distribution "
+                "that provides it (`invarlock plugins adapters --explain "
+                f"{self.name}` shows which)"
+            )
+        return model
+
+    def load_tokenizer(self, model_id: str | Path, **options: Any) -> Any:
+        manager = _manager()
+        options = {"trust_remote_code": False, **options}
+        with hub_offline_unless_allowed():
+            tokenizer = manager.hook.invarlock_load_tokenizer(
+                adapter=self.name, model_id=str(model_id), options=options
+            )
+        if tokenizer is None:
+            raise AdapterNotFoundError(f"adapter {self.name} does not load tokenizers")
+        return tokenizer
+
+    # -- operations keyed by the model ---------------------------------------------------------
+
+    def _call(self, hook_name: str, model: Any, **kwargs: Any) -> Any:
+        result = getattr(_manager().hook, hook_name)(model=model, **kwargs)
+        if result is None:
+            raise _unrecognised(model)
+        return result
+
+    def describe(self, model: Any) -> ModelDescription:
+        """The model's structure, checked against the describe contract."""
+        return validate_description(self._call("invarlock_describe", model), adapter=self.name)
+
+    def logits(self, model: Any, inputs: Mapping[str, Any]) -> Any:
+        """One forward pass without gradients; logits ``(batch, seq, vocab)`` on the CPU."""
+        return self._call("invarlock_logits", model, inputs=inputs)
+
+    def snapshot(
+        self, model: Any, *, include: Sequence[str] | None = None, same_device: bool = False
+    ) -> Any:
+        """An in-memory snapshot (CPU copies unless ``same_device``), optionally of ``include`` only."""
+        return self._call("invarlock_snapshot", model, include=include, same_device=same_device)
+
+    def restore(self, model: Any, snapshot: Any) -> None:
+        """Restore in place, bit for bit; a mismatching snapshot raises and leaves the model untouched."""
+        self._call("invarlock_restore", model, snapshot=snapshot)
+
+    def snapshot_chunked(
+        self,
+        model: Any,
+        directory: str | Path | None = None,
+        *,
+        include: Sequence[str] | None = None,
+        shard_bytes: int | None = None,
+    ) -> Path:
+        """Write a chunked snapshot under ``directory`` (default: the temp dir); returns its path."""
+        target = Path(directory) if directory is not None else None
+        return Path(
+            self._call(
+                "invarlock_snapshot_chunked", model, directory=target, include=include, shard_bytes=shard_bytes
+            )
+        )
+
+    def restore_chunked(self, model: Any, path: str | Path) -> None:
+        """Restore in place from a chunked snapshot, verifying checksums before writing."""
+        self._call("invarlock_restore_chunked", model, path=Path(path))
+
+
+def get_adapter(name: str) -> Adapter:
+    """An instance of the adapter ``name``, as provided by the installed plugin."""
+    spec = _manager().adapter_spec(name)
+    return spec.adapter_class(spec.name)
+
+
+def resolve_adapter(model_id: str | Path) -> Resolution:
+    """Which adapter serves ``model_id`` and why (what ``--adapter auto`` uses)."""
+    resolution = _manager().hook.invarlock_resolve_adapter(model_id=str(model_id))
+    if resolution is None:
+        raise AdapterNotFoundError(
+            f"no installed plugin can choose an adapter for {model_id}; install invarlock-hf "
+            "(pip install invarlock-hf) or name an adapter explicitly"
+        )
+    return resolution  # type: ignore[no-any-return]
+
+
+def __getattr__(attr: str) -> type[Adapter]:
+    entry = BY_CLASS_NAME.get(attr)
+    if entry is None:
+        raise AttributeError(f"module 'invarlock.adapters' has no attribute {attr!r}")
+    return _manager().adapter_spec(entry.adapter).adapter_class  # type: ignore[no-any-return]

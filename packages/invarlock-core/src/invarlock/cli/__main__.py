@@ -1,0 +1,5 @@
+import sys
+
+from invarlock.cli import main
+
+sys.exit(main())

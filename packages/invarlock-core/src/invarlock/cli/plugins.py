@@ -1,0 +1,194 @@
+"""``invarlock plugins`` and ``invarlock plugins adapters``: what is installed and what is ready.
+
+Readiness comes from distribution metadata; no backend (torch, transformers...) is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from invarlock import __version__
+from invarlock.catalogue import GROUPS
+from invarlock.errors import AdapterNotFoundError
+from invarlock.manager import AdapterRecord, get_plugin_manager
+
+ADAPTERS_SCHEMA = "invarlock.plugins.adapters/v1"
+PLUGINS_SCHEMA = "invarlock.plugins/v1"
+
+
+def add_parser(commands: Any) -> None:
+    plugins = commands.add_parser("plugins", help="list plugin distributions and the hooks they implement")
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.set_defaults(handler=_plugins_command)
+    sub = plugins.add_subparsers(dest="plugins_command", metavar="SUBCOMMAND")
+    adapters = sub.add_parser("adapters", help="list every adapter and whether it is ready here")
+    adapters.add_argument("--json", action="store_true", help=f"print JSON ({ADAPTERS_SCHEMA})")
+    adapters.add_argument("--explain", metavar="NAME", help="explain one adapter's status in full")
+    adapters.set_defaults(handler=_adapters_command)
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+def adapter_item(record: AdapterRecord) -> dict[str, Any]:
+    """One adapter as the JSON listing shows it (the schema is docs/schemas/plugins-adapters.v1.json)."""
+    readiness = record.readiness
+    return {
+        "name": record.name,
+        "group": record.group,
+        "role": record.role.value,
+        "origin": record.origin,
+        "distribution": record.distribution,
+        "version": record.version,
+        "plugin": record.plugin,
+        "backend": list(record.backend),
+        "backend_version": readiness.backend_version,
+        "snapshot": record.snapshot.value if record.snapshot else None,
+        "guards": record.guards.value if record.guards else None,
+        "platforms": list(record.platforms),
+        "status": readiness.status.value,
+        "reason": readiness.reason or None,
+        "missing": list(readiness.missing),
+        "install": readiness.install,
+        "notes": record.notes or None,
+    }
+
+
+def adapters_listing() -> dict[str, Any]:
+    return {
+        "schema": ADAPTERS_SCHEMA,
+        "invarlock_core": __version__,
+        "platform": sys.platform,
+        "adapters": [adapter_item(r) for r in get_plugin_manager().adapter_records()],
+    }
+
+
+def plugins_listing() -> dict[str, Any]:
+    return {
+        "schema": PLUGINS_SCHEMA,
+        "invarlock_core": __version__,
+        "plugins": [
+            {
+                "name": r.name,
+                "distribution": r.distribution,
+                "version": r.version,
+                "status": r.status,
+                "error": r.error,
+                "hooks": list(r.hooks),
+                "adapters": list(r.adapters),
+            }
+            for r in sorted(get_plugin_manager().plugin_records.values(), key=lambda r: r.name)
+        ],
+    }
+
+
+def version_text() -> str:
+    lines = [f"invarlock-core {__version__}"]
+    for plugin in plugins_listing()["plugins"]:
+        status = "" if plugin["status"] == "loaded" else f" ({plugin['status']})"
+        lines.append(f"  {plugin['distribution'] or plugin['name']} {plugin['version'] or '?'}{status}")
+    return "\n".join(lines)
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+_COLUMNS = ("adapter", "distribution", "backend", "role", "snapshot", "guards", "platform", "status")
+
+
+def _row(item: dict[str, Any]) -> tuple[str, ...]:
+    version = f" {item['version']}" if item["version"] else ""
+    backend = item["backend"][0] if item["backend"] else "-"
+    if item["backend_version"]:
+        backend += f" {item['backend_version']}"
+    return (
+        item["name"],
+        item["distribution"] + version,
+        backend,
+        item["role"],
+        item["snapshot"] or "-",
+        item["guards"] or "-",
+        ",".join(item["platforms"]) or "any",
+        item["status"],
+    )
+
+
+def _follow_up(item: dict[str, Any]) -> str | None:
+    if item["install"]:
+        return f"→ {item['install']}"
+    if item["reason"]:
+        return f"→ {item['reason']}"
+    return None
+
+
+def render_table(listing: dict[str, Any]) -> str:
+    items = listing["adapters"]
+    rows = [_row(item) for item in items]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(_COLUMNS)] if rows else []
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out: list[str] = []
+    for group in GROUPS:
+        members = [(item, row) for item, row in zip(items, rows, strict=True) if item["group"] == group]
+        if not members:
+            continue
+        out += ["", group, fmt.format(*(c.upper() for c in _COLUMNS))]
+        for item, row in members:
+            out.append(fmt.format(*row).rstrip())
+            follow = _follow_up(item)
+            if follow:
+                out.append(f"    {follow}")
+    ready = sum(item["status"] == "ready" for item in items)
+    out += ["", f"{ready} of {len(items)} adapters ready. `invarlock plugins adapters --explain NAME` for details."]
+    return "\n".join(out).lstrip("\n")
+
+
+def render_explanation(item: dict[str, Any]) -> str:
+    lines = [f"{item['name']} ({item['group']}, {item['origin']})"]
+    for key in ("distribution", "version", "plugin", "role", "snapshot", "guards", "status", "reason", "install", "notes"):
+        value = item[key]
+        if value:
+            lines.append(f"  {key + ':':<14}{value}")
+    if item["backend"]:
+        lines.append(f"  {'backend:':<14}{', '.join(item['backend'])} ({item['backend_version'] or 'not installed'})")
+    lines.append(f"  {'platforms:':<14}{', '.join(item['platforms']) or 'any'}")
+    if item["missing"]:
+        lines.append(f"  {'missing:':<14}{', '.join(item['missing'])}")
+    return "\n".join(lines)
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def _adapters_command(args: argparse.Namespace) -> int:
+    listing = adapters_listing()
+    if args.explain:
+        matches = [item for item in listing["adapters"] if item["name"] == args.explain]
+        if not matches:
+            get_plugin_manager().adapter_spec(args.explain)  # raises with a suggestion
+            raise AdapterNotFoundError(f"no adapter named {args.explain!r} is listed")
+        print(json.dumps(matches[0], indent=2) if args.json else render_explanation(matches[0]))
+        return 0
+    print(json.dumps(listing, indent=2) if args.json else render_table(listing))
+    return 0
+
+
+def _plugins_command(args: argparse.Namespace) -> int:
+    listing = plugins_listing()
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    if not listing["plugins"]:
+        print("No plugins installed. `invarlock plugins adapters` shows what can be installed.")
+        return 0
+    for plugin in listing["plugins"]:
+        head = f"{plugin['name']}  {plugin['distribution'] or '-'} {plugin['version'] or ''}  [{plugin['status']}]"
+        print(head.rstrip())
+        if plugin["error"]:
+            print(f"    error: {plugin['error']}")
+        if plugin["hooks"]:
+            print(f"    hooks: {', '.join(plugin['hooks'])}")
+        if plugin["adapters"]:
+            print(f"    adapters: {', '.join(plugin['adapters'])}")
+    return 0

@@ -1,0 +1,73 @@
+"""The errors InvarLock raises, each with a stable ``code``.
+
+Every message is one sentence: what happened and what to do next. Callers (the CLI, CI scripts)
+may branch on ``code``; the codes never change meaning.
+"""
+
+from __future__ import annotations
+
+
+class InvarlockError(Exception):
+    """Base class. ``code`` is stable across releases."""
+
+    code = "invarlock_error"
+
+
+class AdapterNotFoundError(InvarlockError, LookupError):
+    """No installed plugin provides the adapter asked for, or none recognises a model."""
+
+    code = "adapter_not_found"
+
+
+class DependencyMissingError(InvarlockError, ImportError):
+    """The adapter is known but its distribution or backend is not installed."""
+
+    code = "dependency_missing"
+
+
+class PluginConflictError(InvarlockError):
+    """Two distributions register the same adapter name."""
+
+    code = "plugin_conflict"
+
+
+class PluginError(InvarlockError):
+    """A plugin failed to import, raised in a hook, or implements a hook that does not exist."""
+
+    code = "plugin_error"
+
+
+class ModelLoadError(InvarlockError):
+    """Loading a model failed; the backend's own message is kept as the cause."""
+
+    code = "load_failed"
+
+
+class NetworkDisabledError(ModelLoadError):
+    """A model is not available locally and network access is off."""
+
+    code = "network_disabled"
+
+
+class UnsupportedOperationError(InvarlockError):
+    """The adapter declares this operation unsupported for its models."""
+
+    code = "operation_unsupported"
+
+
+class SnapshotMismatchError(InvarlockError):
+    """A snapshot does not match the model it is restored into; the model is untouched."""
+
+    code = "snapshot_mismatch"
+
+
+class SnapshotCorruptError(InvarlockError):
+    """A chunked snapshot on disk is missing, truncated or fails its checksums; the model is untouched."""
+
+    code = "snapshot_corrupt"
+
+
+class DescriptionError(InvarlockError):
+    """An adapter returned a description that breaks the describe contract."""
+
+    code = "description_invalid"
