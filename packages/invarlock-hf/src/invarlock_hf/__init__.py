@@ -1,0 +1,1 @@
+"""InvarLock adapters for Hugging Face transformers models (PyTorch)."""
