@@ -7,6 +7,7 @@ constraints/test.txt: an unpinned torch pulls several GB of CUDA wheels.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nox
@@ -19,7 +20,12 @@ DISTRIBUTIONS = ("core", "hf", "onnx", "bnb", "awq", "gptq")
 nox.options.default_venv_backend = "venv"  # pip sees the local torch wheel; uv does not
 nox.options.error_on_missing_interpreters = True
 
-TEST_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+TEST_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 def package(name: str, extras: str = "") -> str:
@@ -60,21 +66,37 @@ def onnx(session: nox.Session) -> None:
 
 @nox.session
 def bnb(session: nox.Session) -> None:
+    """invarlock-bnb on bitsandbytes' CPU backend (8-bit and 4-bit); tests marked gpu skip without CUDA."""
     install(session, package("core", "testing"), package("hf"), package("bnb", "test"))
     pytest(session, "packages/invarlock-bnb/tests")
 
 
+def gptqmodel_env(session: nox.Session) -> dict[str, str]:
+    """gptqmodel settings for the gptq and awq sessions: its CPU worker pool refuses to start on 2
+    cores without an explicit count, and its JIT-built CPU extension and torch.compile's kernels are
+    cached in nox's shared cache, so they are built once for both sessions."""
+    cache = session.cache_dir
+    return {
+        "GPTQMODEL_CPU_WORKERS": "2",
+        "GPTQMODEL_CACHE_DIR": str(cache / "gptqmodel"),
+        "GPTQMODEL_TORCH_EXTENSIONS_DIR": str(cache / "gptqmodel-torch-extensions"),
+        "TORCHINDUCTOR_CACHE_DIR": str(cache / "torchinductor"),
+    }
+
+
 @nox.session
 def gptq(session: nox.Session) -> None:
-    session.env.update({"GPTQMODEL_CPU_WORKERS": "2"})
+    """invarlock-gptq: gptqmodel quantizes tiny models on CPU in the session; gpu tests skip without CUDA."""
+    session.env.update(gptqmodel_env(session))
     install(session, package("core", "testing"), package("hf"), package("gptq", "test"))
     pytest(session, "packages/invarlock-gptq/tests")
 
 
 @nox.session
 def awq(session: nox.Session) -> None:
-    session.env.update({"GPTQMODEL_CPU_WORKERS": "2"})
-    install(session, package("core", "testing"), package("hf"), package("awq", "test"))
+    """invarlock-awq, built on invarlock-gptq's shared gptqmodel loader."""
+    session.env.update(gptqmodel_env(session))
+    install(session, package("core", "testing"), package("hf"), package("gptq"), package("awq", "test"))
     pytest(session, "packages/invarlock-awq/tests")
 
 
@@ -88,9 +110,14 @@ def integration(session: nox.Session) -> None:
 @nox.session
 def build(session: nox.Session) -> None:
     """Build sdist and wheel of every distribution, check metadata, install each wheel alone."""
-    install(session, "build", "twine")
+    unlisted = sorted(
+        {p.name for p in PACKAGES.iterdir() if p.is_dir()} - {f"invarlock-{d}" for d in DISTRIBUTIONS}
+    )
+    if unlisted:
+        session.error(f"packages/ holds {unlisted}, which DISTRIBUTIONS in noxfile.py does not list")
+    install(session, "build", "twine", "packaging")
     dist = ROOT / "dist"
-    session.run("rm", "-rf", str(dist), external=True)
+    shutil.rmtree(dist, ignore_errors=True)
     for name in DISTRIBUTIONS:
         session.run("python", "-m", "build", "--outdir", str(dist), str(PACKAGES / f"invarlock-{name}"))
     session.run("python", "-m", "build", "--outdir", str(dist), str(ROOT))
@@ -98,15 +125,18 @@ def build(session: nox.Session) -> None:
     session.run("python", str(ROOT / "tools" / "check_wheels.py"), str(dist))
 
 
+LINTED = ("packages", "tests-integration", "noxfile.py", "tools", "bench")
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     install(session, "ruff")
-    session.run("ruff", "check", "packages", "tests-integration", "noxfile.py", "tools")
-    session.run("ruff", "format", "--check", "packages", "tests-integration", "noxfile.py", "tools")
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", *LINTED)
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
+    """mypy --strict (configured in pyproject.toml) on core and the build tools."""
     install(session, "mypy", package("core", "test"))
-    session.run("mypy", "packages/invarlock-core/src/invarlock")
-
+    session.run("mypy", "packages/invarlock-core/src/invarlock", "tools")

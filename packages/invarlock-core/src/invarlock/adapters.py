@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 
 from invarlock.catalogue import BY_CLASS_NAME
 from invarlock.description import ModelDescription, validate_description
-from invarlock.errors import AdapterNotFoundError
-from invarlock.network import hub_offline_unless_allowed
-from invarlock.types import Resolution
+from invarlock.errors import AdapterNotFoundError, InvarlockError, UnsupportedOperationError
+from invarlock.network import hub_offline_unless_allowed, not_available_offline
+from invarlock.types import Resolution, SnapshotSupport
 
 
 def _manager() -> Any:
@@ -53,31 +53,36 @@ class Adapter:
 
     def load_model(self, model_id: str | Path, device: str = "auto", **from_pretrained_kwargs: Any) -> Any:
         """Load ``model_id`` (a local directory or, with the network allowed, a hub id)."""
-        manager = _manager()
-        manager.require_ready(self.name)
+        _manager().require_ready(self.name)
         options = {"trust_remote_code": False, **from_pretrained_kwargs}
-        with hub_offline_unless_allowed():
-            model = manager.hook.invarlock_load_model(
-                adapter=self.name, model_id=str(model_id), device=device, options=options
-            )
+        model = self._load("invarlock_load_model", model_id, device=device, options=options)
         if model is None:
             raise AdapterNotFoundError(
                 f"no installed plugin answers for adapter {self.name}; reinstall the distribution "
-                "that provides it (`invarlock plugins adapters --explain "
-                f"{self.name}` shows which)"
+                f"that provides it (`invarlock plugins adapters --explain {self.name}` shows which)"
             )
         return model
 
     def load_tokenizer(self, model_id: str | Path, **options: Any) -> Any:
-        manager = _manager()
         options = {"trust_remote_code": False, **options}
-        with hub_offline_unless_allowed():
-            tokenizer = manager.hook.invarlock_load_tokenizer(
-                adapter=self.name, model_id=str(model_id), options=options
-            )
+        tokenizer = self._load("invarlock_load_tokenizer", model_id, options=options)
         if tokenizer is None:
             raise AdapterNotFoundError(f"adapter {self.name} does not load tokenizers")
         return tokenizer
+
+    def _load(self, hook_name: str, model_id: str | Path, **kwargs: Any) -> Any:
+        """Call a loading hook offline (unless allowed); a hub id that is not cached gets one clear error."""
+        hook = getattr(_manager().hook, hook_name)
+        with hub_offline_unless_allowed() as network:
+            try:
+                return hook(adapter=self.name, model_id=str(model_id), **kwargs)
+            except InvarlockError:
+                raise
+            except Exception as exc:
+                # Offline, a path that does not exist here can only have come from the hub cache.
+                if not network and not Path(model_id).exists():
+                    raise not_available_offline(str(model_id)) from exc
+                raise
 
     # -- operations keyed by the model ---------------------------------------------------------
 
@@ -87,6 +92,14 @@ class Adapter:
             raise _unrecognised(model)
         return result
 
+    def _require_snapshots(self, operation: str) -> None:
+        """Refuse before any plugin runs when the adapter declares snapshots unsupported."""
+        if _manager().adapter_spec(self.name).snapshot is SnapshotSupport.NO:
+            raise UnsupportedOperationError(
+                f"adapter {self.name} does not support {operation} (its snapshot capability is 'no'); "
+                "run guards eval-only or load the model with an adapter that supports snapshots"
+            )
+
     def describe(self, model: Any) -> ModelDescription:
         """The model's structure, checked against the describe contract."""
         return validate_description(self._call("invarlock_describe", model), adapter=self.name)
@@ -95,14 +108,14 @@ class Adapter:
         """One forward pass without gradients; logits ``(batch, seq, vocab)`` on the CPU."""
         return self._call("invarlock_logits", model, inputs=inputs)
 
-    def snapshot(
-        self, model: Any, *, include: Sequence[str] | None = None, same_device: bool = False
-    ) -> Any:
+    def snapshot(self, model: Any, *, include: Sequence[str] | None = None, same_device: bool = False) -> Any:
         """An in-memory snapshot (CPU copies unless ``same_device``), optionally of ``include`` only."""
+        self._require_snapshots("snapshot")
         return self._call("invarlock_snapshot", model, include=include, same_device=same_device)
 
     def restore(self, model: Any, snapshot: Any) -> None:
         """Restore in place, bit for bit; a mismatching snapshot raises and leaves the model untouched."""
+        self._require_snapshots("restore")
         self._call("invarlock_restore", model, snapshot=snapshot)
 
     def snapshot_chunked(
@@ -114,22 +127,29 @@ class Adapter:
         shard_bytes: int | None = None,
     ) -> Path:
         """Write a chunked snapshot under ``directory`` (default: the temp dir); returns its path."""
+        self._require_snapshots("snapshot_chunked")
         target = Path(directory) if directory is not None else None
         return Path(
             self._call(
-                "invarlock_snapshot_chunked", model, directory=target, include=include, shard_bytes=shard_bytes
+                "invarlock_snapshot_chunked",
+                model,
+                directory=target,
+                include=include,
+                shard_bytes=shard_bytes,
             )
         )
 
     def restore_chunked(self, model: Any, path: str | Path) -> None:
         """Restore in place from a chunked snapshot, verifying checksums before writing."""
+        self._require_snapshots("restore_chunked")
         self._call("invarlock_restore_chunked", model, path=Path(path))
 
 
 def get_adapter(name: str) -> Adapter:
     """An instance of the adapter ``name``, as provided by the installed plugin."""
     spec = _manager().adapter_spec(name)
-    return spec.adapter_class(spec.name)
+    adapter: Adapter = spec.adapter_class(spec.name)
+    return adapter
 
 
 def resolve_adapter(model_id: str | Path) -> Resolution:
@@ -141,6 +161,10 @@ def resolve_adapter(model_id: str | Path) -> Resolution:
             "(pip install invarlock-hf) or name an adapter explicitly"
         )
     return resolution  # type: ignore[no-any-return]
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *BY_CLASS_NAME])
 
 
 def __getattr__(attr: str) -> type[Adapter]:

@@ -8,6 +8,7 @@ models the encoder's blocks come first, then the decoder's, and ``encoder_decode
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Literal, TypedDict
 
@@ -98,6 +99,8 @@ STRUCTURAL_KEYS = (
 
 def description_problems(description: Mapping[str, Any]) -> list[str]:
     """Every way ``description`` breaks the contract, as short phrases (empty when valid)."""
+    if not isinstance(description, Mapping):
+        return [f"it is a {type(description).__name__}, not a dict"]
     problems: list[str] = []
     for key, expected in _TYPES.items():
         if key not in description:
@@ -120,7 +123,7 @@ def description_problems(description: Mapping[str, Any]) -> list[str]:
         values = description[key]
         if len(values) != n_layer:
             problems.append(f"{key!r} has {len(values)} entries for {n_layer} layers")
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        if not all(_is_count(v) for v in values):
             problems.append(f"{key!r} must hold non-negative ints")
     for key in ("hidden_size", "vocab_size", "n_params"):
         if description[key] < 0:
@@ -130,17 +133,30 @@ def description_problems(description: Mapping[str, Any]) -> list[str]:
     split = description["encoder_decoder"]
     if split is not None:
         layers = (split.get("encoder_layers"), split.get("decoder_layers"))
-        if not all(isinstance(v, int) for v in layers):
+        if not all(_is_count(v) for v in layers):
             problems.append("'encoder_decoder' needs int 'encoder_layers' and 'decoder_layers'")
         elif sum(layers) != n_layer:  # type: ignore[arg-type]
             problems.append("'encoder_decoder' layers do not add up to 'n_layer'")
     moe = description["moe"]
-    if moe is not None and not all(k in moe for k in MoEDescription.__annotations__):
-        problems.append("'moe' needs 'num_experts', 'experts_per_token' and 'expert_mlp_dim'")
+    if moe is not None and not (
+        _is_count(moe.get("num_experts"))
+        and _is_count(moe.get("expert_mlp_dim"))
+        and "experts_per_token" in moe
+        and (moe["experts_per_token"] is None or _is_count(moe["experts_per_token"]))
+    ):
+        problems.append("'moe' needs int 'num_experts', 'experts_per_token' (or None) and 'expert_mlp_dim'")
     quantization = description["quantization"]
     if quantization is not None and not isinstance(quantization.get("method"), str):
         problems.append("'quantization' needs a string 'method'")
+    try:
+        json.dumps(description, allow_nan=False)
+    except (TypeError, ValueError) as exc:  # certificates embed descriptions as they are
+        problems.append(f"it is not JSON-serialisable ({exc})")
     return problems
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def validate_description(description: Mapping[str, Any], *, adapter: str = "adapter") -> ModelDescription:

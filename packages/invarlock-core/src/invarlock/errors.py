@@ -71,3 +71,39 @@ class DescriptionError(InvarlockError):
     """An adapter returned a description that breaks the describe contract."""
 
     code = "description_invalid"
+
+
+class ModelNotFoundError(ModelLoadError):
+    """A model path given on the command line or in a config does not exist."""
+
+    code = "model_not_found"
+
+
+class TokenizerMismatchError(InvarlockError):
+    """The subject's tokenizer differs from the baseline's, so their scores cannot be compared."""
+
+    code = "tokenizer_mismatch"
+
+
+class DatasetError(InvarlockError):
+    """An evaluation dataset is missing, empty, unreadable or too short for one window."""
+
+    code = "dataset_invalid"
+
+
+class ConfigError(InvarlockError):
+    """A run configuration has an unknown key, a wrong type or a missing required value."""
+
+    code = "config_invalid"
+
+
+class EditError(InvarlockError):
+    """An edit cannot be applied to this model (unknown edit, nothing to edit, inference-only adapter)."""
+
+    code = "edit_refused"
+
+
+class RestoreVerificationError(InvarlockError):
+    """After a failed gate the model could not be proved back to its baseline weights bit for bit."""
+
+    code = "restore_unverified"

@@ -56,9 +56,7 @@ def invarlock_resolve_adapter(model_id: str) -> Resolution | None:
 
 
 @hookspec(firstresult=True)
-def invarlock_load_model(
-    adapter: str, model_id: str, device: str, options: dict[str, Any]
-) -> Any | None:
+def invarlock_load_model(adapter: str, model_id: str, device: str, options: dict[str, Any]) -> Any | None:
     """Load a model with the named adapter.
 
     Stops at the first non-None result. Runs with the Hugging Face hub in offline mode unless

@@ -17,6 +17,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from invarlock import PROJECT_NAME, hookspecs
@@ -71,11 +72,60 @@ class AdapterRecord:
 
 def disabled_plugins() -> frozenset[str]:
     raw = os.environ.get(DISABLE_ENV, "")
-    return frozenset(canonicalize_name(part) for part in raw.split(",") if part.strip())
+    return frozenset(canonicalize_name(part.strip()) for part in raw.split(",") if part.strip())
 
 
 def _describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def _same_distribution(a: str, b: str) -> bool:
+    return canonicalize_name(a) == canonicalize_name(b)
+
+
+def _is_first_party(distribution: str | None) -> bool:
+    return distribution is not None and canonicalize_name(distribution) in FIRST_PARTY_DISTRIBUTIONS
+
+
+def _not_a_hook(name: str) -> str:
+    close = difflib.get_close_matches(name, sorted(HOOK_NAMES), n=1)
+    if close:
+        return f"which is not an InvarLock hook; did you mean {close[0]}?"
+    return "which is not an InvarLock hook; docs/hooks.md lists the hooks"
+
+
+def _spec_problem(spec: Any) -> str | None:
+    """Why ``spec`` is not a usable :class:`AdapterSpec`, or None."""
+    from invarlock.adapters import Adapter
+
+    if not isinstance(spec, AdapterSpec):
+        return f"got {type(spec).__name__}; return invarlock.types.AdapterSpec objects"
+    if not isinstance(spec.name, str) or not spec.name.isidentifier():
+        return f"name {spec.name!r} must be an identifier such as my_adapter"
+    if not isinstance(spec.role, Role):
+        return f"{spec.name}: role must be an invarlock.types.Role, not {spec.role!r}"
+    if not isinstance(spec.snapshot, SnapshotSupport) or not isinstance(spec.guards, GuardSupport):
+        return f"{spec.name}: snapshot and guards must be SnapshotSupport and GuardSupport values"
+    if not (isinstance(spec.adapter_class, type) and issubclass(spec.adapter_class, Adapter)):
+        return f"{spec.name}: adapter_class must be a subclass of invarlock.adapters.Adapter"
+    if spec.adapter_class.name not in ("", spec.name):
+        return (
+            f"{spec.name}: adapter_class {spec.adapter_class.__name__} is named {spec.adapter_class.name!r}"
+        )
+    for field_name in ("backend", "platforms"):
+        value = getattr(spec, field_name)
+        if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+            return f"{spec.name}: {field_name} must be a tuple of strings, not {value!r}"
+    for backend in spec.backend:
+        try:
+            plain = Requirement(backend)
+        except InvalidRequirement:
+            plain = None
+        if plain is None or str(plain) != plain.name:
+            return (
+                f"{spec.name}: backend {backend!r} must be a bare distribution name (bounds go in pyproject)"
+            )
+    return None
 
 
 class InvarlockPluginManager(pluggy.PluginManager):
@@ -92,27 +142,51 @@ class InvarlockPluginManager(pluggy.PluginManager):
     def load_entrypoints(self) -> None:
         """Import and register every plugin of the entry-point group, one at a time."""
         disabled = disabled_plugins()
-        for ep in sorted(entry_points(group=PROJECT_NAME), key=lambda e: e.name):
+        # pluggy asks the last-registered plugin first: registering first-party plugins first lets a
+        # third-party plugin answer for its own models before the generic Hugging Face one does.
+        ordered = sorted(
+            entry_points(group=PROJECT_NAME),
+            key=lambda e: (not _is_first_party(e.dist.name if e.dist else None), e.name),
+        )
+        for ep in ordered:
             distribution = ep.dist.name if ep.dist is not None else None
             version = ep.dist.version if ep.dist is not None else None
-            if ep.name in self.plugin_records:
+            clash = self.plugin_records.get(ep.name)
+            if clash is not None:
+                if clash.distribution != distribution:
+                    self._record(
+                        PluginRecord(
+                            ep.name,
+                            distribution,
+                            version,
+                            "error",
+                            f"entry point {ep.name} is also used by {clash.distribution}; "
+                            "uninstall one of the two distributions",
+                        )
+                    )
                 continue
             names = {canonicalize_name(ep.name)}
             if distribution:
                 names.add(canonicalize_name(distribution))
             if names & disabled:
-                self.plugin_records[ep.name] = PluginRecord(
-                    ep.name, distribution, version, "disabled", f"disabled by {DISABLE_ENV}"
+                self._record(
+                    PluginRecord(ep.name, distribution, version, "disabled", f"disabled by {DISABLE_ENV}")
                 )
                 continue
             try:
                 module = ep.load()
-            except Exception as exc:  # a broken plugin must not take the host down
-                self.plugin_records[ep.name] = PluginRecord(
-                    ep.name, distribution, version, "error", _describe_exception(exc)
-                )
+            except (Exception, SystemExit) as exc:  # a broken plugin must not take the host down
+                self._record(PluginRecord(ep.name, distribution, version, "error", _describe_exception(exc)))
                 continue
             self.add_plugin(module, ep.name, distribution=distribution, version=version)
+
+    def _record(self, record: PluginRecord) -> PluginRecord:
+        """Keep ``record``; a second plugin under a taken name is kept beside the first."""
+        key = record.name
+        if key in self.plugin_records:
+            key = f"{record.name} ({record.distribution or 'in-process'})"
+        self.plugin_records[key] = record
+        return record
 
     def add_plugin(
         self,
@@ -123,18 +197,20 @@ class InvarlockPluginManager(pluggy.PluginManager):
         version: str | None = None,
     ) -> PluginRecord:
         """Register one plugin object and its adapters; failures are recorded, never raised."""
-        record = PluginRecord(name, distribution, version, "loaded")
-        self.plugin_records[name] = record
+        if name in self.plugin_records:
+            return self._record(
+                PluginRecord(
+                    name, distribution, version, "error", f"a plugin named {name} is already registered"
+                )
+            )
+        record = self._record(PluginRecord(name, distribution, version, "loaded"))
         try:
             self._check_hook_names(plugin, name)
             self.register(plugin, name=name)
-        except Exception as exc:
-            record.status, record.error = "error", _describe_exception(exc)
-            return record
-        try:
             specs = self._call_registration(plugin, name)
         except Exception as exc:
-            self.unregister(plugin)
+            if self.is_registered(plugin):
+                self.unregister(plugin)
             record.status, record.error = "error", _describe_exception(exc)
             return record
         record.hooks = tuple(sorted(caller.name for caller in self.get_hookcallers(plugin) or []))
@@ -143,25 +219,40 @@ class InvarlockPluginManager(pluggy.PluginManager):
             self._add_spec(replace(spec, distribution=distribution or spec.distribution or name), name)
         return record
 
-    @staticmethod
-    def _check_hook_names(plugin: Any, name: str) -> None:
+    def _check_hook_names(self, plugin: Any, name: str) -> None:
+        """Refuse a plugin whose hook names are misspelled or that forgot ``@hookimpl``.
+
+        pluggy would register a misspelled hookimpl as a hook nobody calls, and ignore an
+        undecorated function silently; either way the adapter would quietly not work.
+        """
         for attr in dir(plugin):
-            if attr.startswith("invarlock_") and attr not in HOOK_NAMES and callable(getattr(plugin, attr)):
-                close = difflib.get_close_matches(attr, HOOK_NAMES, n=1)
-                hint = f"; did you mean {close[0]}?" if close else "; see docs/hooks.md for the hooks"
-                raise PluginError(f"plugin {name} defines {attr}, which is not an InvarLock hook{hint}")
+            opts = self.parse_hookimpl_opts(plugin, attr)
+            if opts is not None:
+                hook_name = opts.get("specname") or attr
+                if hook_name not in HOOK_NAMES:
+                    raise PluginError(f"plugin {name} implements {hook_name}, {_not_a_hook(hook_name)}")
+            elif attr.startswith("invarlock_") and callable(getattr(plugin, attr, None)):
+                if attr in HOOK_NAMES:
+                    raise PluginError(
+                        f"plugin {name} defines {attr} without @invarlock.hookimpl, so it would never "
+                        "be called; decorate it with @hookimpl"
+                    )
+                raise PluginError(f"plugin {name} defines {attr}, {_not_a_hook(attr)}")
 
     @staticmethod
     def _call_registration(plugin: Any, name: str) -> list[AdapterSpec]:
         register = getattr(plugin, "invarlock_register_adapters", None)
         if register is None:
             return []
-        specs = list(register() or [])
+        returned = register()
+        if isinstance(returned, AdapterSpec):
+            returned = [returned]
+        specs = list(returned or [])
         for spec in specs:
-            if not isinstance(spec, AdapterSpec):
+            problem = _spec_problem(spec)
+            if problem:
                 raise PluginError(
-                    f"plugin {name} returned {type(spec).__name__} from invarlock_register_adapters; "
-                    "return invarlock.types.AdapterSpec objects"
+                    f"plugin {name} returned an invalid adapter from invarlock_register_adapters: {problem}"
                 )
         return specs
 
@@ -185,22 +276,14 @@ class InvarlockPluginManager(pluggy.PluginManager):
             return spec
         entry = FIRST_PARTY.get(name)
         if entry is not None:
-            record = self._plugin_of_distribution(entry.distribution)
-            if record is not None and record.status == "disabled":
-                raise DependencyMissingError(
-                    f"adapter {name} is disabled by {DISABLE_ENV}; remove "
-                    f"{record.name} from it to use {name}"
-                )
-            if record is not None and record.status == "error":
-                raise DependencyMissingError(
-                    f"adapter {name} is unavailable because plugin {record.name} "
-                    f"({entry.distribution}) failed: {record.error}; reinstall it with "
-                    f"pip install --force-reinstall {entry.distribution}"
-                )
-            raise DependencyMissingError(
-                f"adapter {name} is provided by {entry.distribution}, which is not installed; "
-                f"run: {entry.install_command}"
-            )
+            readiness = self._catalogue_readiness(entry)
+            if readiness.status is Status.ERROR:
+                fix = f"fix it or reinstall it: pip install --force-reinstall {entry.distribution}"
+            elif readiness.install:
+                fix = f"run: {readiness.install}"
+            else:
+                fix = "choose another adapter from `invarlock plugins adapters`"
+            raise DependencyMissingError(f"adapter {name} is unavailable: {readiness.reason}; {fix}")
         known = sorted(set(self._specs) | set(FIRST_PARTY))
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
@@ -224,15 +307,22 @@ class InvarlockPluginManager(pluggy.PluginManager):
         return spec
 
     def adapter_records(self) -> list[AdapterRecord]:
-        """Every adapter, installed or only known from the first-party catalogue, in listing order."""
+        """Every adapter in listing order: installed ones, first-party ones that are not installed,
+        and a row for each third-party plugin that failed to load or is disabled (its adapters are
+        unknown, but the listing must show that something is wrong)."""
         records = [self._installed_record(spec) for spec in self._specs.values()]
         installed = set(self._specs)
         records += [self._catalogue_record(e) for e in FIRST_PARTY.values() if e.adapter not in installed]
+        records += [
+            self._unloaded_plugin_record(plugin)
+            for plugin in self.plugin_records.values()
+            if plugin.status != "loaded" and not _is_first_party(plugin.distribution)
+        ]
         first_party_order = list(FIRST_PARTY)
         records.sort(
             key=lambda r: (
                 GROUPS.index(r.group),
-                first_party_order.index(r.name) if r.name in FIRST_PARTY else len(first_party_order),
+                first_party_order.index(r.name) if r.origin == "first-party" else len(first_party_order),
                 r.name,
             )
         )
@@ -241,7 +331,7 @@ class InvarlockPluginManager(pluggy.PluginManager):
     def _installed_record(self, spec: AdapterSpec) -> AdapterRecord:
         distribution = str(spec.distribution)
         entry = FIRST_PARTY.get(spec.name)
-        first_party = entry is not None and entry.distribution == distribution
+        first_party = entry is not None and _same_distribution(entry.distribution, distribution)
         if spec.name in self._conflicts:
             readiness = Readiness(Status.ERROR, self._conflict_message(spec.name))
         else:
@@ -252,7 +342,7 @@ class InvarlockPluginManager(pluggy.PluginManager):
             name=spec.name,
             group=entry.group if first_party and entry else GROUPS[-1],
             role=spec.role,
-            origin="first-party" if distribution in FIRST_PARTY_DISTRIBUTIONS else "third-party",
+            origin="first-party" if first_party else "third-party",
             distribution=distribution,
             version=version or installed_version(distribution),
             plugin=plugin,
@@ -265,23 +355,40 @@ class InvarlockPluginManager(pluggy.PluginManager):
             spec=spec,
         )
 
-    def _catalogue_record(self, entry: CatalogueEntry) -> AdapterRecord:
+    def _catalogue_readiness(self, entry: CatalogueEntry) -> Readiness:
+        """Why a first-party adapter that no loaded plugin provides cannot be used, and the fix."""
         plugin = self._plugin_of_distribution(entry.distribution)
-        if plugin is not None and plugin.status in ("error", "disabled"):
-            status = Status.ERROR if plugin.status == "error" else Status.DISABLED
-            readiness = Readiness(status, plugin.error or "")
-        elif not platform_supported(entry.platforms):
-            readiness = Readiness(
+        if plugin is not None and plugin.status == "disabled":
+            return Readiness(
+                Status.DISABLED,
+                f"{plugin.name} is disabled by {DISABLE_ENV}; remove it from there to use {entry.adapter}",
+            )
+        if plugin is not None and plugin.status == "error":
+            return Readiness(
+                Status.ERROR, f"plugin {plugin.name} ({entry.distribution}) failed: {plugin.error}"
+            )
+        if not platform_supported(entry.platforms):
+            return Readiness(
                 Status.UNSUPPORTED,
                 f"{entry.adapter} runs on {', '.join(entry.platforms)} only (this is {sys.platform})",
             )
-        else:
-            readiness = Readiness(
+        if plugin is not None:  # installed and loaded, but a version that predates this adapter
+            installed = f"{entry.distribution} {plugin.version}" if plugin.version else entry.distribution
+            return Readiness(
                 Status.NEEDS_EXTRA,
-                f"{entry.distribution} is not installed",
+                f"{installed} does not provide {entry.adapter}",
                 (entry.distribution,),
-                entry.install_command,
+                f"pip install --upgrade {entry.distribution}",
             )
+        return Readiness(
+            Status.NEEDS_EXTRA,
+            f"{entry.distribution} is not installed",
+            (entry.distribution,),
+            entry.install_command,
+        )
+
+    def _catalogue_record(self, entry: CatalogueEntry) -> AdapterRecord:
+        plugin = self._plugin_of_distribution(entry.distribution)
         return AdapterRecord(
             name=entry.adapter,
             group=entry.group,
@@ -290,20 +397,43 @@ class InvarlockPluginManager(pluggy.PluginManager):
             distribution=entry.distribution,
             version=plugin.version if plugin else None,
             plugin=plugin.name if plugin else None,
-            readiness=readiness,
+            readiness=self._catalogue_readiness(entry),
             platforms=entry.platforms,
         )
 
+    def _unloaded_plugin_record(self, plugin: PluginRecord) -> AdapterRecord:
+        distribution = plugin.distribution or plugin.name
+        if plugin.status == "disabled":
+            readiness = Readiness(Status.DISABLED, f"plugin {plugin.name} is disabled by {DISABLE_ENV}")
+        else:
+            readiness = Readiness(
+                Status.ERROR,
+                f"plugin {plugin.name} ({distribution}) failed, so its adapters are unavailable: "
+                f"{plugin.error}; fix it or run: pip uninstall {distribution}",
+            )
+        return AdapterRecord(
+            name=plugin.name,
+            group=GROUPS[-1],
+            role=Role.ANY,
+            origin="third-party",
+            distribution=distribution,
+            version=plugin.version,
+            plugin=plugin.name,
+            readiness=readiness,
+            notes="a plugin that did not load; the adapters it provides are unknown",
+        )
+
     def _plugin_of_distribution(self, distribution: str) -> PluginRecord | None:
-        wanted = canonicalize_name(distribution)
         for record in self.plugin_records.values():
-            if record.distribution and canonicalize_name(record.distribution) == wanted:
+            if record.distribution and _same_distribution(record.distribution, distribution):
                 return record
         return None
 
     def _conflict_message(self, name: str) -> str:
-        claimants = " and ".join(self._conflicts[name])
-        return f"adapter {name} is registered by both {claimants}; uninstall one of them"
+        claimants = self._conflicts[name]
+        if len(set(claimants)) == 1:
+            return f"adapter {name} is registered twice by {claimants[0]}; reinstall it"
+        return f"adapter {name} is registered by both {' and '.join(claimants)}; uninstall one of them"
 
 
 _manager: InvarlockPluginManager | None = None

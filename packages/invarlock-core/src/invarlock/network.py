@@ -7,6 +7,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from invarlock.errors import NetworkDisabledError
+
 ALLOW_NETWORK_ENV = "INVARLOCK_ALLOW_NETWORK"
 _OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 
@@ -45,7 +47,26 @@ def _env_says_offline() -> bool:
     return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
+# Module-level copies of the offline flag, taken when each library is imported. transformers 4.x
+# forces local_files_only from its own copy; datasets keeps its own too.
+_OFFLINE_FLAGS = (
+    ("huggingface_hub.constants", "HF_HUB_OFFLINE"),
+    ("transformers.utils.hub", "_is_offline_mode"),
+    ("datasets.config", "HF_HUB_OFFLINE"),
+    ("datasets.config", "HF_DATASETS_OFFLINE"),
+)
+
+
 def _set_hub_constant(offline: bool) -> None:
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:
-        constants.HF_HUB_OFFLINE = offline  # type: ignore[attr-defined]
+    for module_name, attr in _OFFLINE_FLAGS:
+        module = sys.modules.get(module_name)
+        if module is not None and hasattr(module, attr):
+            setattr(module, attr, offline)
+
+
+def not_available_offline(model_id: str) -> NetworkDisabledError:
+    """The error for a model id that is neither a local path nor in the Hugging Face cache."""
+    return NetworkDisabledError(
+        f"{model_id} is not a local path and is not in the Hugging Face cache, and network access is "
+        f"off; check the path, or set {ALLOW_NETWORK_ENV}=1 to download it"
+    )

@@ -9,10 +9,12 @@ Subclass :class:`AdapterConformance` in your package's tests, set ``adapter_name
         adapter_name = "my_adapter"
 
         @pytest.fixture(scope="class")
-        def model_id(self, tmp_path_factory): ...
+        @classmethod
+        def model_id(cls, tmp_path_factory): ...
 
         @pytest.fixture(scope="class")
-        def other_model_id(self, tmp_path_factory): ...
+        @classmethod
+        def other_model_id(cls, tmp_path_factory): ...
 
 A behaviour this kit does not test is not part of the contract. Requires pytest and torch
 (``pip install invarlock-core[testing]`` plus your backend).
@@ -30,12 +32,14 @@ from invarlock.description import validate_description
 from invarlock.errors import SnapshotCorruptError, SnapshotMismatchError, UnsupportedOperationError
 from invarlock.manager import get_plugin_manager
 from invarlock.readiness import Status, check_backend
-from invarlock.types import SnapshotSupport
+from invarlock.types import Role, SnapshotSupport
 
 
 def model_state(model: Any) -> dict[str, Any]:
     """CPU copies of every tensor in the model's state dict: what "bit-exact" is checked on."""
-    return {name: t.detach().to("cpu", copy=True) for name, t in model.state_dict().items() if hasattr(t, "dtype")}
+    return {
+        name: t.detach().to("cpu", copy=True) for name, t in model.state_dict().items() if hasattr(t, "dtype")
+    }
 
 
 def tensors_bit_equal(a: Any, b: Any) -> bool:
@@ -54,7 +58,9 @@ def tensors_bit_equal(a: Any, b: Any) -> bool:
 def states_bit_equal(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Names whose tensors differ between two :func:`model_state` results (empty when identical)."""
     names = sorted(set(before) | set(after))
-    return [n for n in names if n not in before or n not in after or not tensors_bit_equal(before[n], after[n])]
+    return [
+        n for n in names if n not in before or n not in after or not tensors_bit_equal(before[n], after[n])
+    ]
 
 
 def mutate_weights(model: Any) -> None:
@@ -84,11 +90,13 @@ class AdapterConformance:
     # -- fixtures and hooks a subclass may override ---------------------------------------------
 
     @pytest.fixture(scope="class")
-    def model_id(self) -> str:
+    @classmethod
+    def model_id(cls) -> str:
         raise NotImplementedError("provide a `model_id` fixture: a local checkpoint for this adapter")
 
     @pytest.fixture(scope="class")
-    def other_model_id(self) -> str:
+    @classmethod
+    def other_model_id(cls) -> str:
         raise NotImplementedError("provide an `other_model_id` fixture: a checkpoint of another shape")
 
     @pytest.fixture
@@ -133,6 +141,11 @@ class AdapterConformance:
         validate_description(description, adapter=self.adapter_name)
         assert description["n_layer"] > 0
         assert description["n_params"] > 0
+        declared = get_plugin_manager().adapter_spec(self.adapter_name).role
+        if declared is not Role.ANY:
+            assert description["role"] == declared.value, (
+                "describe reports another role than the adapter declares"
+            )
 
     def test_snapshot_restore_bit_exact(self, adapter: Adapter, model: Any) -> None:
         if self.snapshot_support is SnapshotSupport.NO:

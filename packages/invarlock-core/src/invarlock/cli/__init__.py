@@ -6,8 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from invarlock import __version__
-from invarlock.cli import plugins
+from invarlock.cli import certify, describe, plugins, run
 from invarlock.errors import InvarlockError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -30,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     plugins.add_parser(commands)
+    describe.add_parser(commands)
+    certify.add_parser(commands)
+    run.add_parser(commands)
     return parser
 
 

@@ -117,9 +117,9 @@ def _row(item: dict[str, Any]) -> tuple[str, ...]:
 
 def _follow_up(item: dict[str, Any]) -> str | None:
     if item["install"]:
-        return f"→ {item['install']}"
+        return f"-> {item['install']}"
     if item["reason"]:
-        return f"→ {item['reason']}"
+        return f"-> {item['reason']}"
     return None
 
 
@@ -133,25 +133,41 @@ def render_table(listing: dict[str, Any]) -> str:
         members = [(item, row) for item, row in zip(items, rows, strict=True) if item["group"] == group]
         if not members:
             continue
-        out += ["", group, fmt.format(*(c.upper() for c in _COLUMNS))]
+        out += ["", group, fmt.format(*(c.upper() for c in _COLUMNS)).rstrip()]
         for item, row in members:
             out.append(fmt.format(*row).rstrip())
             follow = _follow_up(item)
             if follow:
                 out.append(f"    {follow}")
     ready = sum(item["status"] == "ready" for item in items)
-    out += ["", f"{ready} of {len(items)} adapters ready. `invarlock plugins adapters --explain NAME` for details."]
+    out += [
+        "",
+        f"{ready} of {len(items)} adapters ready. `invarlock plugins adapters --explain NAME` for details.",
+    ]
     return "\n".join(out).lstrip("\n")
 
 
 def render_explanation(item: dict[str, Any]) -> str:
     lines = [f"{item['name']} ({item['group']}, {item['origin']})"]
-    for key in ("distribution", "version", "plugin", "role", "snapshot", "guards", "status", "reason", "install", "notes"):
+    for key in (
+        "distribution",
+        "version",
+        "plugin",
+        "role",
+        "snapshot",
+        "guards",
+        "status",
+        "reason",
+        "install",
+        "notes",
+    ):
         value = item[key]
         if value:
             lines.append(f"  {key + ':':<14}{value}")
     if item["backend"]:
-        lines.append(f"  {'backend:':<14}{', '.join(item['backend'])} ({item['backend_version'] or 'not installed'})")
+        lines.append(
+            f"  {'backend:':<14}{', '.join(item['backend'])} ({item['backend_version'] or 'not installed'})"
+        )
     lines.append(f"  {'platforms:':<14}{', '.join(item['platforms']) or 'any'}")
     if item["missing"]:
         lines.append(f"  {'missing:':<14}{', '.join(item['missing'])}")
@@ -183,8 +199,8 @@ def _plugins_command(args: argparse.Namespace) -> int:
         print("No plugins installed. `invarlock plugins adapters` shows what can be installed.")
         return 0
     for plugin in listing["plugins"]:
-        head = f"{plugin['name']}  {plugin['distribution'] or '-'} {plugin['version'] or ''}  [{plugin['status']}]"
-        print(head.rstrip())
+        version = f" {plugin['version']}" if plugin["version"] else ""
+        print(f"{plugin['name']}  {plugin['distribution'] or '-'}{version}  [{plugin['status']}]")
         if plugin["error"]:
             print(f"    error: {plugin['error']}")
         if plugin["hooks"]:

@@ -1,0 +1,79 @@
+"""The certificate as Markdown (for pull requests and CI summaries)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from invarlock.certificate.text import adapter_line, description_rows, number, ratio_line
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(certificate: Mapping[str, Any]) -> str:
+    stats, gate, dataset = certificate["stats"], certificate["gate"], certificate["dataset"]
+    windows = dataset["windows"]
+    mark = "✅" if certificate["verdict"] == "PASS" else "❌"
+    lines = [
+        f"# InvarLock certificate: {mark} {certificate['verdict']}",
+        "",
+        f"- **Baseline:** `{certificate['baseline']['model_id']}`",
+        f"- **Subject:** `{certificate['subject']['model_id']}`",
+        f"- **Perplexity ratio (subject / baseline):** {ratio_line(stats)}",
+        f"- **Gate:** {gate['rule']} → {'passed' if gate['passed'] else 'failed'}",
+        f"- **Certificate id:** `{certificate['certificate_id']}` · created {certificate['created']}",
+        "",
+        "## Why",
+        "",
+        *[f"- {_cell(reason)}" for reason in certificate["reasons"]],
+        "",
+        "## Evaluation",
+        "",
+        "| | baseline | subject |",
+        "|---|---|---|",
+        f"| perplexity ({certificate['metric']['kind']}) | {number(stats['baseline_ppl'])} | "
+        f"{number(stats['subject_ppl'])} |",
+        f"| adapter | {_cell(adapter_line(certificate['baseline']))} | "
+        f"{_cell(adapter_line(certificate['subject']))} |",
+        "",
+        f"{stats['windows']} windows of {windows['window_tokens']} tokens ({stats['tokens']} scored tokens) "
+        f"from `{dataset['source']}`{' split ' + dataset['split'] if dataset['split'] else ''}, "
+        f"seed {windows['seed']}; "
+        f"{stats['method']} with {stats['bootstrap']} resamples. Mean Δ log-loss "
+        f"{number(stats['mean_delta_log_loss'], 5)} nats/token.",
+        "",
+        "## Invariants",
+        "",
+        "| check | result | detail |",
+        "|---|---|---|",
+        *[
+            f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {_cell(c['detail'])} |"
+            for c in certificate["invariants"]["checks"]
+        ],
+        "",
+        "## Models",
+        "",
+        "| key | baseline | subject |",
+        "|---|---|---|",
+        *[
+            f"| {'**' + key + '**' if differs else key} | {_cell(b)} | {_cell(s)} |"
+            for key, b, s, differs in description_rows(certificate)
+        ],
+        "",
+        "## Environment",
+        "",
+        *[f"- {key}: {value}" for key, value in certificate["environment"].items()],
+        "",
+        "## Adapters installed",
+        "",
+        "| adapter | distribution | version | status |",
+        "|---|---|---|---|",
+        *[
+            f"| {a['name']} | {a['distribution']} | {a['version'] or '–'} | {a['status']} |"
+            for a in certificate["plugins"]["adapters"]
+        ],
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,166 @@
+"""``invarlock certify --baseline B --subject S``: exit 0 pass, 1 gate failed, 2 usage or load error."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from invarlock.certificate import to_json
+from invarlock.datasets import EMBEDDED
+from invarlock.evaluation.gate import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_MAX_RATIO
+
+DEFAULT_OUT = "invarlock-certificate"
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def quiet_backend_progress() -> None:
+    """Hugging Face libraries draw their own progress bars while loading; ours say what is happening."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
+    parser.add_argument(
+        "--dtype", help="load dtype: float32, float16, bfloat16 or auto (default: the checkpoint's)"
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the checkpoint's own Python code (off by default)",
+    )
+
+
+def load_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.dtype:
+        options["dtype"] = args.dtype
+    if args.trust_remote_code:
+        options["trust_remote_code"] = True
+    return options
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "certify",
+        help="compare an edited model (subject) with its baseline and write a certificate",
+        description="Score baseline and subject on identical windows, compare them with paired statistics, "
+        "check invariants and write certificate.json/.md/.html. Exit 0: pass; 1: gate failed; 2: error.",
+    )
+    parser.add_argument("--baseline", required=True, help="baseline checkpoint (directory or hub id)")
+    parser.add_argument("--subject", required=True, help="edited checkpoint to certify")
+    parser.add_argument(
+        "--adapter",
+        default="auto",
+        help="adapter for both sides, or auto (default): each side resolved from its own checkpoint",
+    )
+    parser.add_argument("--subject-adapter", help="adapter for the subject only (overrides --adapter for it)")
+    parser.add_argument(
+        "--dataset",
+        default=EMBEDDED,
+        help=f"{EMBEDDED} (embedded offline corpus, default), a .txt/.jsonl file, or hf:NAME[:CONFIG]",
+    )
+    parser.add_argument("--split", help="dataset split (pydoc: eval; hf: validation)")
+    parser.add_argument(
+        "--text-field", default="text", help="JSONL / dataset field holding the text (default: text)"
+    )
+    parser.add_argument("--seq-len", type=positive_int, default=128, help="tokens per window (default: 128)")
+    parser.add_argument(
+        "--stride", type=positive_int, help="tokens between window starts (default: --seq-len)"
+    )
+    parser.add_argument("--windows", type=positive_int, default=64, help="number of windows (default: 64)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed for window choice, masking and bootstrap (default: 0)"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=8, help="windows per forward pass (default: 8)"
+    )
+    parser.add_argument(
+        "--max-ratio",
+        type=float,
+        default=DEFAULT_MAX_RATIO,
+        help=f"gate: largest allowed upper CI bound of the ppl ratio (default: {DEFAULT_MAX_RATIO})",
+    )
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=DEFAULT_CONFIDENCE,
+        help=f"CI level (default: {DEFAULT_CONFIDENCE})",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=positive_int,
+        default=DEFAULT_BOOTSTRAP,
+        help=f"bootstrap resamples (default: {DEFAULT_BOOTSTRAP})",
+    )
+    add_model_options(parser)
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, help=f"directory for the certificate files (default: {DEFAULT_OUT})"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the certificate JSON on stdout; no progress"
+    )
+    parser.set_defaults(handler=_certify_command)
+
+
+def _certify_command(args: argparse.Namespace) -> int:
+    from invarlock.certificate import write_certificate
+    from invarlock.certify import CertifyOptions, certify
+    from invarlock.errors import ConfigError
+    from invarlock.evaluation.gate import GatePolicy
+    from invarlock.progress import Progress
+
+    quiet_backend_progress()
+    if not 0.5 <= args.confidence < 1.0:
+        raise ConfigError(f"--confidence must be at least 0.5 and below 1, got {args.confidence}")
+    if args.max_ratio < 1.0:
+        raise ConfigError(f"--max-ratio must be at least 1.0, got {args.max_ratio}")
+    options = CertifyOptions(
+        adapter=args.adapter,
+        subject_adapter=args.subject_adapter,
+        dataset=args.dataset,
+        split=args.split,
+        text_field=args.text_field,
+        seq_len=args.seq_len,
+        stride=args.stride,
+        windows=args.windows,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        device=args.device,
+        load_options=load_options(args),
+        policy=GatePolicy(args.max_ratio, args.confidence, args.bootstrap),
+    )
+    with Progress(enabled=not args.json) as progress:
+        certificate = certify(args.baseline, args.subject, options, progress)
+    paths = write_certificate(certificate, args.out)
+    if args.json:
+        sys.stdout.write(to_json(certificate))
+    else:
+        print(summary(certificate))
+        for kind, path in paths.items():
+            print(f"  {kind + ':':<10}{path}")
+    return int(certificate["exit_code"])
+
+
+def summary(document: dict[str, Any]) -> str:
+    stats, gate = document["stats"], document["gate"]
+    low, high = stats["ci"]
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    lines = [
+        f"{document['verdict']}: ppl ratio {fmt(stats['ratio'])} "
+        f"({stats['confidence']:.0%} CI {fmt(low)}–{fmt(high)}), gate {gate['rule']}",
+        f"  baseline ppl {fmt(stats['baseline_ppl'])}, subject ppl {fmt(stats['subject_ppl'])}, "
+        f"{stats['windows']} windows, {stats['tokens']} tokens",
+    ]
+    lines += [f"  {reason}" for reason in document["reasons"][1:]]
+    return "\n".join(lines)

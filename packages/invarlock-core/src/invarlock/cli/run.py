@@ -1,0 +1,48 @@
+"""``invarlock run --config FILE.yaml``: edit, evaluate against the unedited model, restore on failure."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from invarlock.certificate import to_json
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="apply an edit from a YAML config and evaluate it against the unedited model",
+        description="Load, describe, snapshot, edit, evaluate against the unedited model; restore and "
+        "verify bit for bit when the gate fails; write evaluation.report.json. "
+        "Exit 0: pass; 1: gate failed; 2: error.",
+    )
+    parser.add_argument("--config", required=True, help="the run configuration (YAML)")
+    parser.add_argument(
+        "--out", help="directory for evaluation.report.json (default: the config's output.dir)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the report JSON on stdout; no progress")
+    parser.set_defaults(handler=_run_command)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from invarlock.certificate import write_report
+    from invarlock.cli.certify import quiet_backend_progress, summary
+    from invarlock.config import load_config
+    from invarlock.progress import Progress
+    from invarlock.runner import run
+
+    quiet_backend_progress()
+    config = load_config(args.config)
+    with Progress(enabled=not args.json) as progress:
+        report = run(config, source=args.config, progress=progress)
+    path = write_report(report, args.out or config["output"]["dir"])
+    if args.json:
+        sys.stdout.write(to_json(report))
+    else:
+        print(summary(report))
+        restore = report["restore"]
+        if restore["performed"]:
+            print(f"  restored: {restore['detail']}")
+        print(f"  report:   {path}")
+    return int(report["exit_code"])

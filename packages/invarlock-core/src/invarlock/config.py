@@ -1,0 +1,256 @@
+"""``invarlock run --config FILE.yaml``: the run configuration, checked key by key.
+
+Every key is declared below with its type and default. An unknown key, a wrong type or a missing
+required value is a :class:`~invarlock.errors.ConfigError` whose one sentence names the key and
+what was expected. The result is a plain nested dict with every default filled in, so the report
+can record exactly what ran.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from invarlock.errors import ConfigError
+from invarlock.evaluation.gate import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_MAX_RATIO
+
+SNAPSHOT_MODES = ("auto", "memory", "chunked")
+DATASET_PROVIDERS = ("pydoc", "file", "hf", "wikitext2")
+METRIC_KINDS = ("auto", "ppl_causal", "ppl_mlm", "ppl_seq2seq")
+EDIT_NAMES = ("noop", "quant_rtn")
+
+
+@dataclass(frozen=True)
+class Key:
+    types: tuple[type, ...]
+    default: Any = None
+    required: bool = False
+    choices: tuple[Any, ...] = ()
+    minimum: float | None = None
+
+
+_STR, _INT, _BOOL, _NUM = (str,), (int,), (bool,), (int, float)
+_OPT_INT = (int, type(None))
+
+Schema = dict[str, "Key | Schema"]
+
+MODEL: Schema = {
+    "id": Key(_STR, required=True),
+    "adapter": Key(_STR, "auto"),
+    "device": Key(_STR, "auto"),
+    "dtype": Key(_STR),
+    "torch_dtype": Key(_STR),
+    "device_map": Key((str, dict)),
+    "trust_remote_code": Key(_BOOL, False),
+    "revision": Key(_STR),
+    "cache_dir": Key(_STR),
+    "load_in_8bit": Key(_BOOL),
+    "load_in_4bit": Key(_BOOL),
+    "attn_implementation": Key(_STR),
+    "low_cpu_mem_usage": Key(_BOOL),
+}
+"""``model``: everything but id, adapter and device is passed to the adapter's load_model."""
+
+SCHEMA: Schema = {
+    "model": MODEL,
+    "dataset": {
+        "provider": Key(_STR, "pydoc", choices=DATASET_PROVIDERS),
+        "path": Key(_STR),
+        "name": Key(_STR),
+        "config": Key(_STR),
+        "split": Key(_STR),
+        "text_field": Key(_STR, "text"),
+        "seq_len": Key(_INT, 128, minimum=2),
+        "stride": Key(_OPT_INT, minimum=1),
+        "windows": Key(_OPT_INT, minimum=1),
+        "preview_n": Key(_OPT_INT, minimum=0),
+        "final_n": Key(_OPT_INT, minimum=0),
+        "seed": Key(_INT, 0),
+    },
+    "eval": {
+        "batch_size": Key(_INT, 8, minimum=1),
+        "metric": {"kind": Key(_STR, "auto", choices=METRIC_KINDS)},
+        "gate": {
+            "max_ratio": Key(_NUM, DEFAULT_MAX_RATIO, minimum=1.0),
+            "confidence": Key(_NUM, DEFAULT_CONFIDENCE, minimum=0.5),
+            "bootstrap": Key(_INT, DEFAULT_BOOTSTRAP, minimum=100),
+        },
+    },
+    "edit": {
+        "name": Key(_STR, "noop", choices=EDIT_NAMES),
+        "plan": {
+            "bitwidth": Key(_OPT_INT, minimum=2),
+            "bits": Key(_OPT_INT, minimum=2),
+            "group_size": Key(_OPT_INT, minimum=1),
+            "per_channel": Key(_BOOL),
+            "scope": Key(_STR, choices=("all", "attn", "ffn")),
+        },
+    },
+    "context": {"snapshot": {"mode": Key(_STR, "auto", choices=SNAPSHOT_MODES), "directory": Key(_STR)}},
+    "output": {"dir": Key(_STR, "runs")},
+}
+DEFAULT_WINDOWS = 64
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read, check and complete a run configuration file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass the path of a YAML file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"{path} is not valid YAML{line}; fix the syntax there") from exc
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: Any, *, source: str = "config") -> dict[str, Any]:
+    """Check ``raw`` (the YAML document) against the schema and fill in defaults."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source} must be a YAML mapping with a 'model' section, got {_kind(raw)}")
+    config = _walk(raw, SCHEMA, "", source)
+    _check_combinations(config, source)
+    return config
+
+
+def _walk(raw: Mapping[str, Any], schema: Schema, prefix: str, source: str) -> dict[str, Any]:
+    for key in raw:
+        if key not in schema:
+            dotted = f"{prefix}{key}"
+            close = difflib.get_close_matches(str(key), [str(k) for k in schema], n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            where = f"under '{prefix[:-1]}'" if prefix else "at the top level"
+            raise ConfigError(
+                f"{source}: unknown key '{dotted}'{hint}; keys allowed {where} are {', '.join(schema)}"
+            )
+    result: dict[str, Any] = {}
+    for key, spec in schema.items():
+        dotted = f"{prefix}{key}"
+        value = raw.get(key)
+        if isinstance(spec, dict):
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: '{dotted}' must be a mapping of keys, got {_kind(value)}")
+            result[key] = _walk(value, spec, f"{dotted}.", source)
+            continue
+        if value is None:
+            if spec.required:
+                raise ConfigError(f"{source}: '{dotted}' is required ({_expected(spec)})")
+            result[key] = spec.default
+            continue
+        result[key] = _check_value(value, spec, dotted, source)
+    return result
+
+
+def _check_value(value: Any, spec: Key, dotted: str, source: str) -> Any:
+    wrong_bool = isinstance(value, bool) and bool not in spec.types
+    if wrong_bool or not isinstance(value, spec.types):
+        raise ConfigError(f"{source}: '{dotted}' must be {_expected(spec)}, got {_kind(value)}")
+    if spec.choices and value not in spec.choices:
+        raise ConfigError(
+            f"{source}: '{dotted}' must be one of {', '.join(map(str, spec.choices))}, got {value!r}"
+        )
+    if spec.minimum is not None and isinstance(value, (int, float)) and value < spec.minimum:
+        raise ConfigError(f"{source}: '{dotted}' must be at least {spec.minimum:g}, got {value!r}")
+    return float(value) if spec.types == _NUM and isinstance(value, (int, float)) else value
+
+
+def _check_combinations(config: dict[str, Any], source: str) -> None:
+    model = config["model"]
+    if model["dtype"] is not None and model["torch_dtype"] is not None:
+        raise ConfigError(
+            f"{source}: give only one of 'model.dtype' and 'model.torch_dtype' (they are the same)"
+        )
+    plan = config["edit"]["plan"]
+    given = [k for k, v in plan.items() if v is not None]
+    if config["edit"]["name"] == "noop" and given:
+        raise ConfigError(f"{source}: 'edit.plan.{given[0]}' applies to quant_rtn, but 'edit.name' is noop")
+    if plan["bits"] is not None and plan["bitwidth"] is not None:
+        raise ConfigError(f"{source}: give only one of 'edit.plan.bitwidth' and 'edit.plan.bits'")
+    bits = plan["bitwidth"] if plan["bitwidth"] is not None else plan["bits"]
+    if bits is not None and not 2 <= bits <= 8:
+        raise ConfigError(f"{source}: 'edit.plan.bitwidth' must be between 2 and 8, got {bits}")
+    dataset = config["dataset"]
+    if dataset["provider"] == "file" and not dataset["path"]:
+        raise ConfigError(f"{source}: 'dataset.path' is required when 'dataset.provider' is file")
+    if dataset["provider"] == "hf" and not dataset["name"]:
+        raise ConfigError(f"{source}: 'dataset.name' is required when 'dataset.provider' is hf")
+    confidence = config["eval"]["gate"]["confidence"]
+    if not confidence < 1.0:
+        raise ConfigError(f"{source}: 'eval.gate.confidence' must be below 1, got {confidence!r}")
+
+
+# -- views the runner uses ----------------------------------------------------------------------
+
+
+def load_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``model`` keys passed to ``Adapter.load_model`` (unset keys left out; dtype spelt ``dtype``)."""
+    model = config["model"]
+    options = {k: v for k, v in model.items() if k not in ("id", "adapter", "device") and v is not None}
+    if "torch_dtype" in options:
+        options["dtype"] = options.pop("torch_dtype")
+    return options
+
+
+def dataset_spec(config: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The dataset as ``load_corpus`` takes it: (spec, split)."""
+    dataset = config["dataset"]
+    provider = dataset["provider"]
+    if provider == "file":
+        return dataset["path"], dataset["split"]
+    if provider == "hf":
+        name = dataset["name"] + (f":{dataset['config']}" if dataset["config"] else "")
+        return f"hf:{name}", dataset["split"]
+    if provider == "wikitext2":
+        return "hf:wikitext:wikitext-2-raw-v1", dataset["split"] or "validation"
+    return "pydoc", dataset["split"]
+
+
+def window_count(config: Mapping[str, Any]) -> int:
+    """``dataset.windows``, else ``preview_n + final_n`` (the seed's two window sets), else the default."""
+    dataset = config["dataset"]
+    if dataset["windows"] is not None:
+        return int(dataset["windows"])
+    seed_style = (dataset["preview_n"] or 0) + (dataset["final_n"] or 0)
+    return seed_style or DEFAULT_WINDOWS
+
+
+def edit_plan(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The edit's keyword arguments (``bits`` spelt ``bitwidth``, unset keys left out)."""
+    plan = {k: v for k, v in config["edit"]["plan"].items() if v is not None}
+    if "bits" in plan:
+        plan["bitwidth"] = plan.pop("bits")
+    return plan
+
+
+def _expected(spec: Key) -> str:
+    names = {str: "a string", int: "an integer", bool: "true or false", float: "a number", dict: "a mapping"}
+    if spec.types == _NUM:
+        return "a number"
+    parts = [names.get(t, "null") for t in spec.types if t is not type(None)]
+    text = " or ".join(parts)
+    if type(None) in spec.types:
+        text += " or null"
+    if spec.choices:
+        text += f" (one of {', '.join(map(str, spec.choices))})"
+    return text
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r} ({type(value).__name__})"

@@ -1,0 +1,1 @@
+"""Evaluation: deterministic windows, scoring through adapters, paired statistics and the gate."""

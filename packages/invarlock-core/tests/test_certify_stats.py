@@ -1,0 +1,136 @@
+"""Paired statistics, the gate and the invariants: pure Python, no torch."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from invarlock.evaluation.gate import GatePolicy, InvariantCheck, judge
+from invarlock.evaluation.invariants import finite_scores_check, structure_check, tying_check
+from invarlock.evaluation.stats import WindowScore, paired_ratio, perplexity
+
+
+def scores(log_losses: list[float], tokens: int = 100) -> list[WindowScore]:
+    return [WindowScore(i * tokens, loss * tokens, tokens) for i, loss in enumerate(log_losses)]
+
+
+def noisy(n: int, seed: int, mean: float = 3.0, spread: float = 0.3) -> list[float]:
+    rng = random.Random(seed)
+    return [mean + rng.uniform(-spread, spread) for _ in range(n)]
+
+
+def test_identical_models_have_ratio_one_and_a_degenerate_interval() -> None:
+    base = scores(noisy(40, 1))
+    result = paired_ratio(base, base, bootstrap=500)
+    assert result.ratio == pytest.approx(1.0)
+    assert result.ci_low == pytest.approx(1.0) and result.ci_high == pytest.approx(1.0)
+    assert result.baseline_ppl == result.subject_ppl
+
+
+def test_ratio_is_exp_of_the_token_weighted_mean_difference() -> None:
+    base = scores(noisy(30, 2))
+    subject = [WindowScore(s.window_id, s.nll + 0.05 * s.tokens, s.tokens) for s in base]
+    result = paired_ratio(base, subject, bootstrap=300)
+    assert result.ratio == pytest.approx(math.exp(0.05))
+    assert result.subject_ppl / result.baseline_ppl == pytest.approx(result.ratio)
+    assert result.mean_delta_log_loss == pytest.approx(0.05)
+
+
+def test_interval_brackets_the_ratio_and_narrows_with_more_windows() -> None:
+    def widths(n: int) -> tuple[float, float, float]:
+        base = scores(noisy(n, 3))
+        subject = [
+            WindowScore(s.window_id, s.nll + random.Random(s.window_id).gauss(2.0, 4.0), s.tokens)
+            for s in base
+        ]
+        r = paired_ratio(base, subject, bootstrap=1000, seed=7)
+        return r.ci_low, r.ratio, r.ci_high
+
+    low, ratio, high = widths(20)
+    assert low < ratio < high
+    low_many, _, high_many = widths(400)
+    assert high_many - low_many < high - low
+
+
+def test_bootstrap_is_reproducible_with_its_seed_and_varies_without() -> None:
+    base = scores(noisy(25, 4))
+    subject = scores(noisy(25, 5))
+    first = paired_ratio(base, subject, bootstrap=400, seed=11)
+    assert paired_ratio(base, subject, bootstrap=400, seed=11) == first
+    assert paired_ratio(base, subject, bootstrap=400, seed=12).ci_high != first.ci_high
+
+
+def test_pairs_must_be_the_same_windows() -> None:
+    base = scores([3.0, 3.1])
+    shifted = [WindowScore(s.window_id + 1, s.nll, s.tokens) for s in base]
+    with pytest.raises(ValueError, match="same tokens"):
+        paired_ratio(base, shifted)
+    with pytest.raises(ValueError, match="2 baseline windows but 1"):
+        paired_ratio(base, base[:1])
+
+
+def test_perplexity_is_exp_of_mean_token_loss() -> None:
+    assert perplexity([WindowScore(0, 20.0, 10), WindowScore(1, 10.0, 10)]) == pytest.approx(math.exp(1.5))
+
+
+def test_gate_passes_on_upper_bound_and_fails_above_it() -> None:
+    base = scores(noisy(50, 6))
+    small = paired_ratio(base, [WindowScore(s.window_id, s.nll + 0.01 * s.tokens, s.tokens) for s in base])
+    large = paired_ratio(base, [WindowScore(s.window_id, s.nll + 0.2 * s.tokens, s.tokens) for s in base])
+    policy = GatePolicy(max_ratio=1.10)
+    assert judge(policy, small, []).passed
+    failed = judge(policy, large, [])
+    assert not failed.passed and failed.verdict == "FAIL"
+    assert "exceeds 1.1" in failed.reasons[0]
+    assert judge(GatePolicy(max_ratio=1.25), large, []).passed
+
+
+def test_gate_fails_on_a_broken_invariant_even_when_the_ratio_passes() -> None:
+    base = scores(noisy(10, 8))
+    same = paired_ratio(base, base)
+    result = judge(GatePolicy(), same, [InvariantCheck("tying", False, "lm_head untied")])
+    assert not result.passed and result.ratio_passed
+    assert any("tying failed: lm_head untied" in r for r in result.reasons)
+    assert judge(GatePolicy(require_invariants=False), same, [InvariantCheck("tying", False, "x")]).passed
+
+
+def description(**overrides: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "model_type": "llama",
+        "role": "causal",
+        "n_layer": 2,
+        "heads_per_layer": [4, 4],
+        "kv_heads_per_layer": [2, 2],
+        "mlp_dims": [64, 64],
+        "hidden_size": 32,
+        "vocab_size": 100,
+        "encoder_decoder": None,
+        "moe": None,
+        "dtype": "float32",
+        "tying": {"lm_head.weight": "model.embed_tokens.weight"},
+    }
+    return {**base, **overrides}
+
+
+def test_structure_ignores_dtype_but_not_shapes() -> None:
+    assert structure_check(
+        description(), description(dtype="int8", quantization={"method": "bitsandbytes"})
+    ).passed
+    broken = structure_check(description(), description(mlp_dims=[64, 32]))
+    assert not broken.passed and "mlp_dims" in broken.detail
+
+
+def test_tying_must_be_preserved() -> None:
+    assert tying_check(description(), description()).passed
+    lost = tying_check(description(), description(tying={}))
+    assert not lost.passed and "lm_head.weight" in lost.detail
+
+
+def test_non_finite_window_losses_fail_the_output_check() -> None:
+    good = scores([3.0, 3.0])
+    assert finite_scores_check("subject", good).passed
+    bad = [*good, WindowScore(500, float("nan"), 100)]
+    check = finite_scores_check("subject", bad)
+    assert not check.passed and "500" in check.detail

@@ -1,0 +1,45 @@
+"""The README's main job: `bash demo/run_demo.sh` certifies the committed demo model's 8-bit edit
+(PASS) and 2-bit edit (FAIL), offline, and leaves certificates that match the schema."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_MODEL = ROOT / "demo" / "model"
+
+
+def test_demo_model_is_committed_small_and_trained() -> None:
+    files = {p.name: p.stat().st_size for p in DEMO_MODEL.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "training.json"} <= set(files)
+    assert sum(files.values()) < 8 * 2**20, "a few MB"
+    training = json.loads((DEMO_MODEL / "training.json").read_text())
+    assert training["script"] == "scripts/train_demo_model.py"
+    assert training["eval_ppl"] < 100 < 2048, "far better than guessing among 2048 tokens"
+
+
+def test_demo_script_passes_the_8bit_edit_and_fails_the_2bit_edit(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(
+        ["bash", str(ROOT / "demo" / "run_demo.sh"), str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "8-bit RTN: PASS" in done.stdout and "2-bit RTN: FAIL" in done.stdout
+    schema = json.loads((ROOT / "docs" / "schemas" / "certificate.v1.json").read_text())
+    for subject, verdict in (("rtn8", "PASS"), ("rtn2", "FAIL")):
+        certificate = json.loads((tmp_path / f"certificate-{subject}" / "certificate.json").read_text())
+        jsonschema.validate(certificate, schema)
+        assert certificate["verdict"] == verdict
+        assert certificate["dataset"]["source"] == "pydoc" and certificate["dataset"]["split"] == "eval"
+        assert (tmp_path / f"certificate-{subject}" / "certificate.html").is_file()
