@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 
 from invarlock.catalogue import BY_CLASS_NAME
 from invarlock.description import ModelDescription, validate_description
-from invarlock.errors import AdapterNotFoundError, InvarlockError, UnsupportedOperationError
+from invarlock.errors import AdapterNotFoundError, InvarlockError
 from invarlock.network import hub_offline_unless_allowed, not_available_offline
-from invarlock.types import Resolution, SnapshotSupport
+from invarlock.types import Resolution
 
 
 def _manager() -> Any:
@@ -92,14 +92,6 @@ class Adapter:
             raise _unrecognised(model)
         return result
 
-    def _require_snapshots(self, operation: str) -> None:
-        """Refuse before any plugin runs when the adapter declares snapshots unsupported."""
-        if _manager().adapter_spec(self.name).snapshot is SnapshotSupport.NO:
-            raise UnsupportedOperationError(
-                f"adapter {self.name} does not support {operation} (its snapshot capability is 'no'); "
-                "run guards eval-only or load the model with an adapter that supports snapshots"
-            )
-
     def describe(self, model: Any) -> ModelDescription:
         """The model's structure, checked against the describe contract."""
         return validate_description(self._call("invarlock_describe", model), adapter=self.name)
@@ -110,12 +102,10 @@ class Adapter:
 
     def snapshot(self, model: Any, *, include: Sequence[str] | None = None, same_device: bool = False) -> Any:
         """An in-memory snapshot (CPU copies unless ``same_device``), optionally of ``include`` only."""
-        self._require_snapshots("snapshot")
         return self._call("invarlock_snapshot", model, include=include, same_device=same_device)
 
     def restore(self, model: Any, snapshot: Any) -> None:
         """Restore in place, bit for bit; a mismatching snapshot raises and leaves the model untouched."""
-        self._require_snapshots("restore")
         self._call("invarlock_restore", model, snapshot=snapshot)
 
     def snapshot_chunked(
@@ -127,7 +117,6 @@ class Adapter:
         shard_bytes: int | None = None,
     ) -> Path:
         """Write a chunked snapshot under ``directory`` (default: the temp dir); returns its path."""
-        self._require_snapshots("snapshot_chunked")
         target = Path(directory) if directory is not None else None
         return Path(
             self._call(
@@ -141,7 +130,6 @@ class Adapter:
 
     def restore_chunked(self, model: Any, path: str | Path) -> None:
         """Restore in place from a chunked snapshot, verifying checksums before writing."""
-        self._require_snapshots("restore_chunked")
         self._call("invarlock_restore_chunked", model, path=Path(path))
 
 
