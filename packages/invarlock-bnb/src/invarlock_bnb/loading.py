@@ -1,0 +1,178 @@
+"""Loading bitsandbytes models: the seed's options translated, placement owned by the adapter.
+
+transformers 5 no longer takes ``load_in_8bit=`` / ``load_in_4bit=`` / ``bnb_4bit_*=`` keywords,
+but InvarLock configs still use them, so they are turned into a ``BitsAndBytesConfig`` here.
+Loading itself goes through :func:`invarlock_hf.loading.load_pretrained`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from invarlock.errors import ModelLoadError, UnsupportedOperationError
+from invarlock.network import hub_offline_unless_allowed
+from invarlock_bnb.layers import pin_4bit_layout
+from invarlock_hf.loading import load_error, load_pretrained, parse_dtype, pick_device
+from invarlock_hf.quantization import QUANTIZED_ADAPTERS, detect_quantization
+
+AUTO_CLASS = "AutoModelForCausalLM"
+# from_pretrained options that also decide which config.json is read.
+_CONFIG_OPTIONS = ("revision", "cache_dir", "trust_remote_code", "token", "subfolder", "local_files_only")
+_4BIT_PREFIX = "bnb_4bit_"
+_COMPUTE_DTYPE = "bnb_4bit_compute_dtype"  # takes invarlock-hf's dtype names (bf16, half...)
+
+
+@functools.cache
+def bitsandbytes_option_names() -> frozenset[str]:
+    """The ``BitsAndBytesConfig`` settings accepted as load options (``load_in_8bit``, ``bnb_4bit_*``...)."""
+    from transformers import BitsAndBytesConfig
+
+    parameters = inspect.signature(BitsAndBytesConfig.__init__).parameters.values()
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(p.name for p in parameters if p.kind in named and p.name != "self")
+
+
+def load_bnb_model(model_id: str, device: str, options: dict[str, Any]) -> Any:
+    """Load ``model_id`` quantized with bitsandbytes (8-bit unless asked otherwise), placed on ``device``.
+
+    A checkpoint that is already bitsandbytes-quantized loads with the settings it was saved with.
+    """
+    kwargs = dict(options)
+    requested = _requested_config(kwargs)
+    existing = _checkpoint_quantization(model_id, kwargs)
+    if existing is not None:
+        _check_prequantized(model_id, existing, requested)
+    if requested is not None or existing is None:
+        # For a quantized checkpoint transformers keeps the saved settings and warns about the others.
+        kwargs["quantization_config"] = (
+            requested if requested is not None else _bnb_config({"load_in_8bit": True})
+        )
+    if kwargs.get("device_map") is None:
+        # bitsandbytes quantizes weights for the device they are loaded on: place them while loading.
+        kwargs["device_map"] = _device_for_placement(pick_device(device))
+    model = load_pretrained(AUTO_CLASS, model_id, device, kwargs, move_to_device=False)
+    pin_4bit_layout(model)
+    pin_placement(model)
+    return model
+
+
+def _requested_config(kwargs: dict[str, Any]) -> Any | None:
+    """Pop the quantization options out of ``kwargs`` and return the ``BitsAndBytesConfig`` they ask for."""
+    names = bitsandbytes_option_names()
+    flags = {name: kwargs.pop(name) for name in list(kwargs) if name in names}
+    config = kwargs.pop("quantization_config", None)
+    if config is not None and flags:
+        raise ModelLoadError(
+            f"got both quantization_config and {', '.join(sorted(flags))}; pass the settings one way only"
+        )
+    if config is None:
+        return _bnb_config(flags) if flags else None
+    if isinstance(config, Mapping):
+        settings = dict(config)
+        method = settings.pop("quant_method", "bitsandbytes")
+        _require_bitsandbytes(str(getattr(method, "value", method)))
+        return _bnb_config(settings)
+    from transformers import BitsAndBytesConfig
+
+    if not isinstance(config, BitsAndBytesConfig):
+        _require_bitsandbytes(str((detect_quantization({"quantization_config": config}) or {}).get("method")))
+    return config
+
+
+def _bnb_config(flags: dict[str, Any]) -> Any:
+    """A ``BitsAndBytesConfig`` from seed-style settings; ``bnb_4bit_*`` alone implies 4-bit."""
+    from transformers import BitsAndBytesConfig
+
+    settings = dict(flags)
+    if not settings.get("load_in_8bit") and not settings.get("load_in_4bit"):
+        asks_4bit = any(name.startswith(_4BIT_PREFIX) for name in settings)
+        if not asks_4bit and ("load_in_8bit" in settings or "load_in_4bit" in settings):
+            raise ModelLoadError(
+                "hf_bnb loads models quantized, but load_in_8bit and load_in_4bit are both false; set "
+                "one of them, or load the full-precision model with hf_causal"
+            )
+        settings["load_in_4bit" if asks_4bit else "load_in_8bit"] = True
+    if isinstance(settings.get(_COMPUTE_DTYPE), str):
+        settings[_COMPUTE_DTYPE] = parse_dtype(settings[_COMPUTE_DTYPE])
+    try:
+        return BitsAndBytesConfig(**settings)  # type: ignore[no-untyped-call]
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"invalid bitsandbytes settings ({exc}); fix the quantization options") from exc
+
+
+def _require_bitsandbytes(method: str) -> None:
+    if method != "bitsandbytes":
+        other = QUANTIZED_ADAPTERS.get(method)
+        hint = f"use the {other} adapter" if other else "pass a BitsAndBytesConfig"
+        raise ModelLoadError(f"hf_bnb loads bitsandbytes quantization, not {method}; {hint}")
+
+
+def _checkpoint_quantization(model_id: str, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """How the checkpoint itself is quantized, read from its config."""
+    from transformers import AutoConfig
+
+    config_kwargs = {name: kwargs[name] for name in _CONFIG_OPTIONS if name in kwargs}
+    with hub_offline_unless_allowed():
+        try:
+            config = AutoConfig.from_pretrained(model_id, **config_kwargs)
+        except Exception as exc:
+            raise load_error(model_id, "AutoConfig.from_pretrained", exc, config_kwargs) from exc
+    return detect_quantization(config)
+
+
+def _check_prequantized(model_id: str, existing: dict[str, Any], requested: Any | None) -> None:
+    """A quantized checkpoint keeps its own settings: refuse another method or another bit width."""
+    _require_bitsandbytes(existing["method"])
+    if requested is None:
+        return
+    wanted = detect_quantization({"quantization_config": requested}) or {}
+    if wanted.get("bits") != existing.get("bits"):
+        raise ModelLoadError(
+            f"{model_id} is already quantized to {existing.get('bits')}-bit with bitsandbytes and cannot "
+            f"be loaded as {wanted.get('bits')}-bit; drop the quantization options, or quantize the "
+            "full-precision checkpoint instead"
+        )
+
+
+def _device_for_placement(device: str) -> str:
+    import torch
+
+    target = torch.device(device)
+    if target.type == "cuda" and target.index is None:
+        return f"cuda:{torch.cuda.current_device()}"
+    return str(target)
+
+
+# -- placement guard ------------------------------------------------------------------------------
+
+_MOVE_MESSAGE = (
+    "model.{method}() is not supported on a model loaded by hf_bnb: bitsandbytes quantized its weights "
+    "for the device they were loaded on, and moving or casting them afterwards breaks their "
+    "quantization state; load it again where you want it, e.g. "
+    'get_adapter("hf_bnb").load_model(path, device="cuda") or with device_map=...'
+)
+
+
+def _refuse_to(model: Any, *args: Any, **kwargs: Any) -> Any:
+    raise UnsupportedOperationError(_MOVE_MESSAGE.format(method="to"))
+
+
+def _refuse_cuda(model: Any, *args: Any, **kwargs: Any) -> Any:
+    raise UnsupportedOperationError(_MOVE_MESSAGE.format(method="cuda"))
+
+
+def _refuse_cpu(model: Any, *args: Any, **kwargs: Any) -> Any:
+    raise UnsupportedOperationError(_MOVE_MESSAGE.format(method="cpu"))
+
+
+def pin_placement(model: Any) -> None:
+    """Make ``.to()``, ``.cuda()`` and ``.cpu()`` on this model instance raise instead of moving it."""
+    from types import MethodType
+
+    # Instance attributes shadow the class's methods for this model only; module-level functions
+    # keep the model picklable and deep-copyable.
+    for name, refuse in (("to", _refuse_to), ("cuda", _refuse_cuda), ("cpu", _refuse_cpu)):
+        setattr(model, name, MethodType(refuse, model))
