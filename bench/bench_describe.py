@@ -1,0 +1,136 @@
+"""Benchmark invarlock-hf's describe on full-size 7B-class architectures on the meta device.
+
+    python bench/bench_describe.py [--repeats 21]
+
+Each architecture is built from its published dimensions with ``torch.device("meta")`` (no memory,
+no weights), then described. Printed per model: the time to build the meta model from its config,
+the median time of ``describe_model`` (after one warm-up call), the first call's time, and the
+ratio of the median to the 50 ms target; also the time of the whole path, config to description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+import torch
+
+TARGET_MS = 50.0
+
+MODELS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Llama-2-7B": (
+        "llama",
+        {
+            "hidden_size": 4096,
+            "intermediate_size": 11008,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 32,
+            "vocab_size": 32000,
+        },
+    ),
+    "Mistral-7B": (
+        "mistral",
+        {
+            "hidden_size": 4096,
+            "intermediate_size": 14336,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "vocab_size": 32000,
+        },
+    ),
+    "Mixtral-8x7B": (
+        "mixtral",
+        {
+            "hidden_size": 4096,
+            "intermediate_size": 14336,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "vocab_size": 32000,
+            "num_local_experts": 8,
+            "num_experts_per_tok": 2,
+        },
+    ),
+    "Qwen2-7B": (
+        "qwen2",
+        {
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+            "vocab_size": 152064,
+            "tie_word_embeddings": False,
+        },
+    ),
+    "Falcon-7B": (
+        "falcon",
+        {
+            "hidden_size": 4544,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 71,
+            "multi_query": True,
+            "parallel_attn": True,
+            "bias": False,
+            "vocab_size": 65024,
+        },
+    ),
+    "Gemma-7B": (
+        "gemma",
+        {
+            "hidden_size": 3072,
+            "intermediate_size": 24576,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 16,
+            "head_dim": 256,
+            "vocab_size": 256000,
+        },
+    ),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=21)
+    args = parser.parse_args()
+
+    import transformers
+
+    from invarlock_hf.describe import describe_model
+
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}; {args.repeats} repeats")
+    worst = 0.0
+    for name, (model_type, fields) in MODELS.items():
+        config = transformers.AutoConfig.for_model(model_type, **fields)
+        start = time.perf_counter()
+        with torch.device("meta"):
+            model = transformers.AutoModelForCausalLM.from_config(config)
+        build_ms = (time.perf_counter() - start) * 1000
+
+        start = time.perf_counter()
+        description = describe_model(model)
+        first_ms = (time.perf_counter() - start) * 1000
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            describe_model(model)
+            times.append((time.perf_counter() - start) * 1000)
+        median_ms = statistics.median(times)
+        ratio = median_ms / TARGET_MS
+        worst = max(worst, ratio)
+        print(
+            f"  {name:13s} {description['n_params'] / 1e9:6.2f}B params, {description['n_layer']} layers |"
+            f" meta build {build_ms:7.1f} ms | describe median {median_ms:6.2f} ms (first {first_ms:6.2f} ms)"
+            f" -> {ratio:.3f}x of the {TARGET_MS:.0f} ms target | config to description"
+            f" {build_ms + first_ms:7.1f} ms"
+        )
+    print(f"worst describe ratio {worst:.3f}x of the target ({'ok' if worst < 1 else 'OVER TARGET'})")
+
+
+if __name__ == "__main__":
+    main()

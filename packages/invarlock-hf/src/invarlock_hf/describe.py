@@ -1,0 +1,138 @@
+"""``describe`` for transformers models: the config's structure plus what only the model knows.
+
+Parameter counts, dtype, placement and tying come from the module itself, so a model on the meta
+device (a full-size architecture built from its config, no weights) is described as readily as a
+loaded one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from invarlock_hf.loading import newly_initialized
+from invarlock_hf.models import input_device
+from invarlock_hf.quantization import detect_quantization
+from invarlock_hf.structure import config_structure, role_of_class
+
+
+def describe_model(model: Any) -> dict[str, Any]:
+    """The full describe contract (:mod:`invarlock.description`) for a transformers model.
+
+    Adds ``newly_initialized`` (parameters the checkpoint lacked, initialised at load) for models
+    loaded through invarlock-hf, and ``not_in_config`` for architectures it does not know.
+    """
+    config = model.config
+    role = role_of_class(
+        type(model).__name__, is_encoder_decoder=bool(getattr(config, "is_encoder_decoder", False))
+    )
+    structure = config_structure(config, role=role)
+    parameters, storage_groups = _walk_parameters(model)
+    description: dict[str, Any] = {
+        "model_type": structure["model_type"],
+        "model_class": type(model).__name__,
+        "role": structure["role"],
+        "architecture_known": structure["architecture_known"],
+        "n_layer": structure["n_layer"],
+        "heads_per_layer": structure["heads_per_layer"],
+        "kv_heads_per_layer": structure["kv_heads_per_layer"],
+        "mlp_dims": structure["mlp_dims"],
+        "hidden_size": structure["hidden_size"],
+        "vocab_size": structure["vocab_size"],
+        "n_params": sum(p.numel() for p in parameters),
+        "dtype": _main_dtype(parameters),
+        "device": _input_device(model, parameters),
+        "device_map": _device_map(model),
+        "tying": _tying(model, storage_groups),
+        "encoder_decoder": structure["encoder_decoder"],
+        "moe": structure["moe"],
+        "quantization": detect_quantization(model),
+    }
+    if "not_in_config" in structure:
+        description["not_in_config"] = structure["not_in_config"]
+    initialized = newly_initialized(model)
+    if initialized is not None:
+        description["newly_initialized"] = initialized
+    return description
+
+
+def tied_pairs(model: Any) -> dict[str, str]:
+    """Tensor name → the name whose storage it shares, for every tied parameter.
+
+    Tensors count as tied when they are the same bytes (same storage, offset, shape and strides);
+    on the meta device, which has no storage, when they are the same tensor object. Each group
+    maps onto the input embedding's name when it is in the group, else onto its first name.
+    """
+    return _tying(model, _walk_parameters(model)[1])
+
+
+def _walk_parameters(model: Any) -> tuple[list[Any], list[list[str]]]:
+    """One pass over the parameters: each distinct one once, and the names sharing each storage."""
+    distinct: dict[int, Any] = {}
+    groups: dict[Any, list[str]] = {}
+    for name, tensor in model.named_parameters(remove_duplicate=False):
+        distinct.setdefault(id(tensor), tensor)
+        groups.setdefault(_storage_key(tensor), []).append(name)
+    return list(distinct.values()), list(groups.values())
+
+
+def _tying(model: Any, storage_groups: list[list[str]]) -> dict[str, str]:
+    tied = [names for names in storage_groups if len(names) > 1]
+    if not tied:
+        return {}
+    embedding_names = _input_embedding_names(model)
+    tying: dict[str, str] = {}
+    for names in tied:
+        owner = next((name for name in names if name in embedding_names), names[0])
+        tying.update({name: owner for name in names if name != owner})
+    return tying
+
+
+def _input_embedding_names(model: Any) -> set[str]:
+    """Names of the input embedding's weight (one per path to the module)."""
+    try:
+        embedding = model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):
+        return set()
+    return {
+        f"{name}.weight"
+        for name, module in model.named_modules(remove_duplicate=False)
+        if module is embedding
+    }
+
+
+def _storage_key(tensor: Any) -> Any:
+    if tensor.device.type == "meta" or tensor.numel() == 0:
+        return id(tensor)
+    return (
+        tensor.untyped_storage().data_ptr(),
+        tensor.storage_offset(),
+        tuple(tensor.shape),
+        tuple(tensor.stride()),
+        tensor.dtype,
+    )
+
+
+def _main_dtype(parameters: list[Any]) -> str:
+    counts: Counter[str] = Counter()
+    for parameter in parameters:
+        counts[str(parameter.dtype).removeprefix("torch.")] += parameter.numel()
+    return counts.most_common(1)[0][0] if counts else "unknown"
+
+
+def _input_device(model: Any, parameters: list[Any]) -> str:
+    try:
+        return str(input_device(model))
+    except (AttributeError, NotImplementedError):  # no input embeddings to go by
+        return str(parameters[0].device) if parameters else "cpu"
+
+
+def _device_map(model: Any) -> dict[str, str] | None:
+    device_map = getattr(model, "hf_device_map", None)
+    if not device_map:
+        return None
+    # accelerate writes a bare int for a CUDA device index.
+    return {
+        str(module): f"cuda:{device}" if isinstance(device, int) else str(device)
+        for module, device in device_map.items()
+    }

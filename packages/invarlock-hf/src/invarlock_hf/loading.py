@@ -1,0 +1,182 @@
+"""Loading through ``from_pretrained``: options passed through, failures explained, nothing retried.
+
+Every adapter of this package, and the quantized adapters built on it, load through
+:func:`load_pretrained`, so dtype names, device placement and error messages are the same
+everywhere. torch and transformers are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from pathlib import Path
+from typing import Any
+
+from invarlock.errors import ModelLoadError, NetworkDisabledError
+from invarlock.network import (
+    ALLOW_NETWORK_ENV,
+    hub_offline_unless_allowed,
+    network_allowed,
+    not_available_offline,
+)
+
+DTYPE_NAMES = {
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+}
+"""Accepted dtype names → the torch dtype they mean (``"auto"`` keeps the checkpoint's dtype)."""
+
+_newly_initialized: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def parse_dtype(value: Any) -> Any:
+    """``torch.dtype``, ``"auto"`` or None from a dtype option (a name, ``torch.float16``, a dtype)."""
+    import torch
+
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    name = str(value).strip().lower().removeprefix("torch.")
+    if name == "auto":
+        return "auto"
+    if name not in DTYPE_NAMES:
+        accepted = ", ".join([*DTYPE_NAMES, "auto"])
+        raise ModelLoadError(f"dtype {value!r} is not a dtype InvarLock knows; use one of {accepted}")
+    return getattr(torch, DTYPE_NAMES[name])
+
+
+def pick_device(device: str) -> str:
+    """``"auto"`` → ``cuda`` if available, else ``mps``, else ``cpu``; any other value unchanged."""
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def from_pretrained_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments ``from_pretrained`` gets for ``options``.
+
+    ``torch_dtype`` is accepted as the older name of ``dtype`` and dtype names are parsed;
+    everything else passes through unchanged. ``trust_remote_code`` is False unless given.
+    """
+    kwargs = dict(options)
+    dtype, torch_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
+    if dtype is not None and torch_dtype is not None and parse_dtype(dtype) != parse_dtype(torch_dtype):
+        raise ModelLoadError(
+            f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass only dtype "
+            "(torch_dtype is its older name)"
+        )
+    chosen = parse_dtype(dtype if dtype is not None else torch_dtype)
+    if chosen is not None:
+        kwargs["dtype"] = chosen  # transformers 4.57 and 5.x both take dtype=
+    kwargs.setdefault("trust_remote_code", False)
+    kwargs.pop("output_loading_info", None)  # always requested; the model is what loaders return
+    return kwargs
+
+
+def load_pretrained(
+    auto_class: str, model_id: str, device: str, options: dict[str, Any], *, move_to_device: bool = True
+) -> Any:
+    """Load ``model_id`` with ``transformers.<auto_class>.from_pretrained`` and place it on ``device``.
+
+    With a ``device_map`` option (or ``move_to_device=False``) the placement is left to
+    transformers and accelerate: ``.to()`` is never called. Failures raise
+    :class:`~invarlock.errors.ModelLoadError` with transformers' message inside; nothing is
+    retried with arguments dropped.
+    """
+    import transformers
+
+    kwargs = from_pretrained_kwargs(options)
+    loader = getattr(transformers, auto_class)
+    with hub_offline_unless_allowed():
+        try:
+            loaded = loader.from_pretrained(model_id, output_loading_info=True, **kwargs)
+        except Exception as exc:
+            raise load_error(model_id, f"{auto_class}.from_pretrained", exc, kwargs) from exc
+    model, loading_info = loaded if isinstance(loaded, tuple) else (loaded, {})
+    _newly_initialized[model] = _initialized_names(loading_info)
+    if move_to_device and kwargs.get("device_map") is None:
+        _move(model, pick_device(device))
+    return model
+
+
+def load_tokenizer(model_id: str, options: dict[str, Any]) -> Any:
+    """``AutoTokenizer.from_pretrained`` under the same offline rules and error messages as models."""
+    from transformers import AutoTokenizer
+
+    kwargs = {"trust_remote_code": False, **options}
+    with hub_offline_unless_allowed():
+        try:
+            return AutoTokenizer.from_pretrained(model_id, **kwargs)
+        except Exception as exc:
+            raise load_error(model_id, "AutoTokenizer.from_pretrained", exc, kwargs) from exc
+
+
+def newly_initialized(model: Any) -> list[str] | None:
+    """Parameters the loader had to initialise because the checkpoint lacks them (a missing
+    head, say); None when the model was not loaded through :func:`load_pretrained`."""
+    names = _newly_initialized.get(model)
+    return list(names) if names is not None else None
+
+
+def load_error(model_id: str, call: str, exc: BaseException, options: dict[str, Any]) -> ModelLoadError:
+    """The error to raise for a failed load: offline and not cached, or transformers' own reason."""
+    if not Path(model_id).expanduser().exists() and not _in_hub_cache(model_id, options):
+        if not network_allowed():
+            return not_available_offline(model_id)
+        if _hub_offline_env():
+            return NetworkDisabledError(
+                f"{model_id} is not a local path and is not in the Hugging Face cache, and HF_HUB_OFFLINE "
+                f"is set although {ALLOW_NETWORK_ENV}=1; unset HF_HUB_OFFLINE to download it"
+            )
+    reason = f"{type(exc).__name__}: {exc}".strip()
+    return ModelLoadError(
+        f"{call} could not load {model_id} ({reason}); fix what transformers reports "
+        "(InvarLock does not retry with other arguments)"
+    )
+
+
+def _in_hub_cache(model_id: str, options: dict[str, Any]) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(
+            model_id, "config.json", cache_dir=options.get("cache_dir"), revision=options.get("revision")
+        )
+    except Exception:  # not a valid repo id: certainly not cached
+        return False
+    return isinstance(cached, str)
+
+
+def _hub_offline_env() -> bool:
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _initialized_names(loading_info: dict[str, Any]) -> tuple[str, ...]:
+    # missing keys are names; mismatched keys are names (5.x) or (name, shape, shape) tuples (4.57).
+    names = {key if isinstance(key, str) else key[0] for key in loading_info.get("missing_keys", ())}
+    names |= {key if isinstance(key, str) else key[0] for key in loading_info.get("mismatched_keys", ())}
+    return tuple(sorted(names))
+
+
+def _move(model: Any, device: str) -> None:
+    if device == "cpu" and model.device.type == "cpu":
+        return
+    try:
+        model.to(device)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"the model loaded but could not be moved to {device} ({type(exc).__name__}: {exc}); "
+            'choose another device, or device="auto"'
+        ) from exc

@@ -1,0 +1,344 @@
+"""Which tensors a snapshot holds, and how a restore maps them back onto a live model.
+
+Shared by the in-memory and the chunked snapshot: both capture a :class:`SnapshotLayout` (names,
+kinds, shapes, dtypes, tying) and both restore through :func:`plan_restore`, which checks every name,
+shape and dtype before anything is written.
+
+A *live tensor* is the tensor that holds a name's values right now: the module's parameter or
+buffer, or, for a module whose weights accelerate offloaded to CPU memory, the tensor in the offload
+hook's weights map (the module itself then holds a meta placeholder). Weights offloaded to disk
+have no live tensor we may write into, so they are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from invarlock.errors import SnapshotMismatchError, UnsupportedOperationError
+
+PARAMETER = "parameter"
+BUFFER = "buffer"
+EXTRA = "extra"
+"""Kinds of tensor: module parameters, module buffers (persistent or not), and extra tensors the
+caller passes in (``extra_tensors``: state outside parameters and buffers, e.g. bitsandbytes
+``quant_state.absmax``)."""
+
+_MAX_LISTED = 3  # problems quoted in one error message
+
+
+@dataclass(frozen=True)
+class LiveTensor:
+    """A name's current values. ``module``/``attr`` are set when it can be re-tied by assignment."""
+
+    kind: str
+    tensor: torch.Tensor
+    module: torch.nn.Module | None = None
+    attr: str = ""
+
+
+@dataclass(frozen=True)
+class TensorSlot:
+    """One stored tensor and every name that shares it; it is restored through ``names[0]``."""
+
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    device: str
+    """Where the live tensor was when captured (informative: restore writes wherever it is now)."""
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for size in self.shape:
+            n *= size
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.dtype.itemsize
+
+
+@dataclass(frozen=True)
+class SnapshotLayout:
+    """What a snapshot holds: enough to refuse a model it was not taken from."""
+
+    model_class: str
+    complete: bool
+    """Taken without ``include``: the model may then hold no tensor the snapshot lacks."""
+    slots: tuple[TensorSlot, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(slot.nbytes for slot in self.slots)
+
+
+@dataclass
+class RestorePlan:
+    """Where each slot's bytes go, and which ties to put back; built only when everything matches."""
+
+    targets: list[list[torch.Tensor]]
+    """Per slot: the live tensors to copy into (the first, plus any alias that cannot be re-tied)."""
+    reties: list[tuple[torch.nn.Module, str, str, torch.Tensor]] = field(default_factory=list)
+    """``(module, "_parameters" | "_buffers", attr, tensor)`` assignments that re-tie untied aliases."""
+
+    def retie(self) -> None:
+        for module, registry, attr, tensor in self.reties:
+            getattr(module, registry)[attr] = tensor
+
+
+def model_class_name(model: Any) -> str:
+    return type(model).__name__
+
+
+def normalize_include(include: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    if include is None:
+        return None
+    prefixes = (include,) if isinstance(include, str) else tuple(include)
+    return tuple(p.rstrip(".") for p in prefixes)
+
+
+def _matches(name: str, prefixes: tuple[str, ...]) -> bool:
+    # Prefixes match whole dotted components: "h.1" covers "h.1.attn.weight", not "h.10.attn.weight".
+    return any(p == "" or name == p or name.startswith(p + ".") for p in prefixes)
+
+
+# -- finding live tensors ------------------------------------------------------------------------
+
+
+def _offload_hook_weights(module: torch.nn.Module) -> Mapping[str, Any] | None:
+    """The weights map of an accelerate hook that offloads this module's weights, if any."""
+    hook = getattr(module, "_hf_hook", None)
+    if hook is None:
+        return None
+    for candidate in getattr(hook, "hooks", (hook,)):  # a SequentialHook holds several
+        if getattr(candidate, "offload", False) and getattr(candidate, "weights_map", None) is not None:
+            return candidate.weights_map  # type: ignore[no-any-return]
+    return None
+
+
+def _in_memory_offloaded(weights_map: Mapping[str, Any], key: str) -> torch.Tensor | None:
+    """The CPU tensor behind an offloaded weight, or None when it is read from disk on use."""
+    dataset: Any = getattr(weights_map, "dataset", weights_map)  # accelerate's PrefixedDataset
+    full_key = getattr(weights_map, "prefix", "") + key
+    if isinstance(dataset, dict):
+        value = dataset.get(full_key)
+    else:  # OffloadedWeightsLoader: in-memory tensors live in .state_dict, the rest on disk
+        value = getattr(dataset, "state_dict", {}).get(full_key)
+    return value if isinstance(value, torch.Tensor) and value.device.type != "meta" else None
+
+
+def _named_module_tensors(
+    model: torch.nn.Module,
+) -> Iterator[tuple[str, str, torch.Tensor, torch.nn.Module, str]]:
+    # Like named_parameters/named_buffers(remove_duplicate=False), plus the owning module and attr.
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        prefix = f"{module_name}." if module_name else ""
+        for attr, tensor in module._parameters.items():
+            if tensor is not None:
+                yield prefix + attr, PARAMETER, tensor, module, attr
+        for attr, tensor in module._buffers.items():
+            if tensor is not None:
+                yield prefix + attr, BUFFER, tensor, module, attr
+
+
+@dataclass
+class LiveModel:
+    """A model's tensors by name, and the names whose values are not in memory (with why)."""
+
+    tensors: dict[str, LiveTensor]
+    unavailable: dict[str, str]
+
+    def require(self, names: Iterable[str]) -> None:
+        """Refuse when any of ``names`` has no values we can read and write in place."""
+        for name in names:
+            where = self.unavailable.get(name)
+            if where is not None:
+                raise UnsupportedOperationError(
+                    f"{name} is {where}, so it cannot be snapshotted or restored in place; load the "
+                    "model with its weights in memory (a device_map without 'disk', or more max_memory "
+                    "for 'cpu'), or pass include= naming only modules held in memory"
+                )
+
+
+def live_tensors(model: torch.nn.Module, extra_tensors: Mapping[str, torch.Tensor] | None) -> LiveModel:
+    """Every parameter, buffer and extra tensor of the model by name, resolved to where its values live."""
+    offloaded: dict[str, Mapping[str, Any]] = {}
+    for module_name, module in model.named_modules():
+        weights_map = _offload_hook_weights(module)
+        if weights_map is not None:
+            offloaded[module_name] = weights_map
+
+    live = LiveModel({}, {})
+    for name, kind, tensor, module, attr in _named_module_tensors(model):
+        if tensor.device.type != "meta":
+            live.tensors[name] = LiveTensor(kind, tensor, module, attr)
+            continue
+        under_hook, value = _offloaded_value(name, offloaded)
+        if value is not None:
+            live.tensors[name] = LiveTensor(kind, value)
+        elif under_hook:
+            live.unavailable[name] = "offloaded to disk by accelerate"
+        else:
+            live.unavailable[name] = "on the meta device, without values"
+    for name, tensor in (extra_tensors or {}).items():
+        if name in live.tensors or name in live.unavailable:
+            raise ValueError(f"extra tensor name {name!r} is also a parameter or buffer name; rename it")
+        if not isinstance(tensor, torch.Tensor) or tensor.device.type == "meta":
+            kind = type(tensor).__name__
+            raise ValueError(f"extra tensor {name!r} must be a tensor with values, not a {kind}")
+        live.tensors[name] = LiveTensor(EXTRA, tensor)
+    return live
+
+
+def _offloaded_value(
+    name: str, offloaded: Mapping[str, Mapping[str, Any]]
+) -> tuple[bool, torch.Tensor | None]:
+    """Whether an offload hook covers ``name``, and its in-memory value if it has one."""
+    # The nearest enclosing module with an offload hook holds the name, relative to that module.
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, -1, -1):
+        weights_map = offloaded.get(".".join(parts[:cut]))
+        if weights_map is not None:
+            return True, _in_memory_offloaded(weights_map, ".".join(parts[cut:]))
+    return False, None
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple[Any, ...]:
+    # Tensors that are the same object or the same view of the same memory are one tied tensor.
+    if tensor.numel() == 0:
+        return ("object", id(tensor))
+    return (str(tensor.device), tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tensor.stride())
+
+
+# -- capturing -----------------------------------------------------------------------------------
+
+
+def capture_layout(
+    model: torch.nn.Module,
+    include: Sequence[str] | str | None,
+    extra_tensors: Mapping[str, torch.Tensor] | None,
+) -> tuple[SnapshotLayout, list[torch.Tensor]]:
+    """The layout of what to capture and, per slot, the live tensor to read it from."""
+    prefixes = normalize_include(include)
+    live = live_tensors(model, extra_tensors)
+    live.require(n for n in live.unavailable if prefixes is None or _matches(n, prefixes))
+    groups: dict[tuple[Any, ...], list[tuple[str, LiveTensor]]] = {}
+    for name, entry in live.tensors.items():
+        groups.setdefault(_storage_key(entry.tensor), []).append((name, entry))
+
+    slots: list[TensorSlot] = []
+    sources: list[torch.Tensor] = []
+    matched: set[str] = set()
+    for members in groups.values():
+        names = tuple(name for name, _ in members)
+        if prefixes is not None:
+            hits = {p for p in prefixes if any(_matches(n, (p,)) for n in names)}
+            if not hits:
+                continue
+            matched |= hits
+        tensor = members[0][1].tensor
+        slots.append(
+            TensorSlot(
+                names=names,
+                kinds=tuple(entry.kind for _, entry in members),
+                shape=tuple(tensor.shape),
+                dtype=tensor.dtype,
+                device=str(tensor.device),
+            )
+        )
+        sources.append(tensor)
+    if prefixes is not None and len(matched) < len(set(prefixes)):
+        unknown = ", ".join(repr(p) for p in prefixes if p not in matched)
+        raise SnapshotMismatchError(
+            f"include names {unknown}, which matches no parameter, buffer or extra tensor of this "
+            "model; use module or tensor names from model.named_parameters() or model.named_modules()"
+        )
+    layout = SnapshotLayout(model_class_name(model), complete=prefixes is None, slots=tuple(slots))
+    return layout, sources
+
+
+# -- restoring -----------------------------------------------------------------------------------
+
+
+def _slot_problems(slot: TensorSlot, live: Mapping[str, LiveTensor]) -> list[str]:
+    problems = []
+    for name, kind in zip(slot.names, slot.kinds, strict=True):
+        entry = live.get(name)
+        if entry is None:
+            problems.append(f"{name} is missing from the model")
+        elif entry.kind != kind:
+            problems.append(f"{name} is a {entry.kind} in the model but a {kind} in the snapshot")
+        elif tuple(entry.tensor.shape) != slot.shape:
+            shape = tuple(entry.tensor.shape)
+            problems.append(f"{name} has shape {shape} in the model, {slot.shape} in the snapshot")
+        elif entry.tensor.dtype != slot.dtype:
+            problems.append(f"{name} is {entry.tensor.dtype} in the model, {slot.dtype} in the snapshot")
+    return problems
+
+
+def plan_restore(
+    model: torch.nn.Module,
+    layout: SnapshotLayout,
+    extra_tensors: Mapping[str, torch.Tensor] | None,
+    *,
+    source: str = "the snapshot",
+) -> RestorePlan:
+    """Check the model against the layout and return where to write; writes nothing.
+
+    :raises SnapshotMismatchError: a name, kind, shape, dtype or the model class differs, or (for a
+        complete snapshot) the model has tensors the snapshot lacks.
+    """
+    if model_class_name(model) != layout.model_class:
+        raise SnapshotMismatchError(
+            f"{source} was taken of a {layout.model_class}, not of this {model_class_name(model)}; "
+            "restore it into the model it was taken from"
+        )
+    live = live_tensors(model, extra_tensors)
+    known = {name for slot in layout.slots for name in slot.names}
+    live.require(name for name in live.unavailable if layout.complete or name in known)
+    problems: list[str] = []
+    for slot in layout.slots:
+        problems += _slot_problems(slot, live.tensors)
+    if layout.complete:
+        problems += [
+            f"{name} is in the model but not in the snapshot" for name in live.tensors if name not in known
+        ]
+    plan = RestorePlan(targets=[])
+    if not problems:
+        problems = _plan_targets(layout, live.tensors, plan)
+    if problems:
+        shown = "; ".join(problems[:_MAX_LISTED])
+        more = f" (and {len(problems) - _MAX_LISTED} more)" if len(problems) > _MAX_LISTED else ""
+        raise SnapshotMismatchError(
+            f"{source} does not match this model: {shown}{more}; restore it into the model it was "
+            "taken from, or take a new snapshot"
+        )
+    return plan
+
+
+def _plan_targets(layout: SnapshotLayout, live: Mapping[str, LiveTensor], plan: RestorePlan) -> list[str]:
+    claimed: dict[tuple[Any, ...], str] = {}
+    problems = []
+    for slot in layout.slots:
+        first = live[slot.names[0]]
+        targets = [first.tensor]
+        for name in slot.names[1:]:
+            alias = live[name]
+            if _storage_key(alias.tensor) == _storage_key(first.tensor):
+                continue  # still tied
+            if alias.module is not None and first.module is not None and alias.kind == first.kind:
+                registry = "_parameters" if alias.kind == PARAMETER else "_buffers"
+                plan.reties.append((alias.module, registry, alias.attr, first.tensor))
+            else:
+                targets.append(alias.tensor)  # cannot re-tie by assignment: restore its values
+        for target in targets:
+            other = claimed.setdefault(_storage_key(target), slot.names[0])
+            if other != slot.names[0]:
+                problems.append(f"{slot.names[0]} and {other} share memory in the model, not in the snapshot")
+        plan.targets.append(targets)
+    return problems

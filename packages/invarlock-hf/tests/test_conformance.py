@@ -1,0 +1,51 @@
+"""The core conformance kit, run for each of the four adapters on a tiny model of every family."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+
+from invarlock.testing import AdapterConformance
+from invarlock_hf.testing import CAUSAL_FAMILIES, MASKED_LM_FAMILIES, SEQ2SEQ_FAMILIES
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    families = getattr(metafunc.cls, "families", None)
+    if families and "family" in metafunc.fixturenames:
+        metafunc.parametrize("family", families, scope="class")
+
+
+class _OnEveryFamily(AdapterConformance):
+    families: ClassVar[tuple[str, ...]]
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def model_id(cls, family: str, checkpoints: Any) -> str:
+        return str(checkpoints.path(family))
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def other_model_id(cls, family: str, checkpoints: Any) -> str:
+        """The same family with another vocabulary size: same tensor names, other shapes."""
+        return str(checkpoints.path(family, variant=True))
+
+
+class TestHFCausal(_OnEveryFamily):
+    adapter_name = "hf_causal"
+    families = CAUSAL_FAMILIES
+
+
+class TestHFMLM(_OnEveryFamily):
+    adapter_name = "hf_mlm"
+    families = MASKED_LM_FAMILIES
+
+
+class TestHFSeq2Seq(_OnEveryFamily):
+    adapter_name = "hf_seq2seq"
+    families = SEQ2SEQ_FAMILIES
+
+
+class TestHFAuto(_OnEveryFamily):
+    adapter_name = "hf_auto"
+    families = CAUSAL_FAMILIES + MASKED_LM_FAMILIES + SEQ2SEQ_FAMILIES
