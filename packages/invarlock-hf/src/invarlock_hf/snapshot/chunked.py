@@ -10,15 +10,15 @@ On disk::
 Writing happens in ``.invarlock-snapshot-XXXXXXXX.partial`` next to it, renamed into place only when
 complete; a failed write removes it.
 
-Restoring reads each byte once and maps one shard at a time (no copy of the model in memory). Before
-it writes anything it checks everything that can be checked without reading the data: the manifest
-against the model (model class, every name, shape and dtype), each shard's presence, exact size and
-safetensors header. So a missing or truncated file, a damaged header or a snapshot of another model
-is refused with the model untouched. Then, shard by shard, it verifies the CRC-32 of every tensor
-before copying that shard into the model. Bytes altered on disk inside an intact-looking shard are
-therefore caught before that shard is written, but after the earlier shards were, and the error says
-so. Keeping the model untouched in that case too would need a second full read of the snapshot or a
-copy of the model's current weights, which is what a chunked snapshot exists to avoid.
+Restoring maps one shard at a time (no copy of the model in memory). Before it writes anything it
+checks everything that can be checked without reading the data: the manifest against the model
+(model class, every name, shape and dtype), each shard's presence, exact size and safetensors header.
+Then it verifies the CRC-32 of every tensor before any byte reaches the model. A snapshot of one
+shard (the default bound is 512 MiB) is read once: verified, then copied from the same mapping. A
+snapshot of several shards is verified whole first and copied in a second pass, because bytes
+altered inside a later shard would otherwise be found after earlier shards were written; a failed
+restore must leave the model as it was, and that is worth the second read (usually from the page
+cache).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import re
 import shutil
 import struct
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +39,12 @@ from typing import Any
 import torch
 
 from invarlock.errors import SnapshotCorruptError
+from invarlock_hf.snapshot.layout import SnapshotLayout, TensorSlot, capture_layout, plan_restore
 
-try:  # ISA-L computes the very same CRC-32 as zlib, about four times faster; zlib is the fallback.
+try:  # ISA-L computes the very same CRC-32 as zlib about four times faster; zlib is the fallback
     from isal.isal_zlib import crc32
 except ImportError:
     from zlib import crc32
-from invarlock_hf.snapshot.layout import SnapshotLayout, TensorSlot, capture_layout, plan_restore
 
 FORMAT = "invarlock-chunked-snapshot"
 FORMAT_VERSION = 1
@@ -52,7 +52,7 @@ MANIFEST_NAME = "manifest.json"
 DEFAULT_SHARD_BYTES = 512 * 2**20
 """Shard size bound: restore holds about this much in memory (a bigger tensor gets a shard of its own)."""
 
-_CHECKSUM_THREADS = 2
+_CHECKSUM_THREADS = 2  # CRC-32 releases the GIL: a restore checksums a shard on two cores
 _DIRECTORY_PREFIX = "invarlock-snapshot-"
 _STAGING_SUFFIX = ".partial"
 _SHARD_NAME = re.compile(r"shard-\d{5}\.safetensors")
@@ -345,41 +345,36 @@ def _typed(data: torch.Tensor, begin: int, end: int, slot: TensorSlot) -> torch.
     return raw.view(slot.dtype).view(slot.shape)
 
 
-def _restore_shard(
-    shard: _ShardData,
-    manifest: SnapshotManifest,
-    targets: Sequence[Sequence[torch.Tensor]],
-    before_first_write: Callable[[], None],
-    pool: ThreadPoolExecutor,
-) -> str | None:
-    """Verify every tensor of one shard, then copy them into their targets.
+class _MappedShard:
+    """A shard mapped privately into memory (never written back), with its tensors' byte ranges."""
 
-    The shard is memory-mapped: the checksum pass reads each byte from the file once and the copy
-    reads the same pages from memory, with no intermediate buffer (only this shard is mapped).
+    def __init__(self, shard: _ShardData) -> None:
+        with shard.path.open("rb") as file:
+            if os.fstat(file.fileno()).st_size != shard.size:
+                raise _corrupt(shard.path, "changed size while it was being read")
+            self.mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
+        if hasattr(self.mapped, "madvise"):  # not on Windows
+            self.mapped.madvise(mmap.MADV_WILLNEED)  # read ahead: the whole shard is needed now
+        self.shard = shard
+        self.ranges = {i: (shard.data_start + b, shard.data_start + e) for i, (b, e) in shard.offsets.items()}
 
-    :returns: None once written, or what is wrong with the shard (then nothing of it was written).
-    """
-    with shard.path.open("rb") as file:
-        if os.fstat(file.fileno()).st_size != shard.size:
-            return "changed size while it was being read"
-        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)  # private: never written back
-    if hasattr(mapped, "madvise"):  # not on Windows
-        mapped.madvise(mmap.MADV_WILLNEED)  # read ahead: the whole shard is needed now
-    everything = memoryview(mapped)
-    ranges = {index: (shard.data_start + b, shard.data_start + e) for index, (b, e) in shard.offsets.items()}
-    checksums = pool.map(lambda r: crc32(everything[r[0] : r[1]]), ranges.values())
-    for index, checksum in zip(ranges, checksums, strict=True):
-        if checksum != manifest.checksums[index]:
-            return f"fails its checksum at {manifest.layout.slots[index].names[0]}: its bytes changed on disk"
-    before_first_write()
-    data = torch.frombuffer(mapped, dtype=torch.uint8)
-    for index, (begin, end) in ranges.items():
-        slot = manifest.layout.slots[index]
-        if slot.numel:
-            source = _typed(data, begin, end, slot)
-            for target in targets[index]:
-                target.copy_(source)
-    return None
+    def verify(self, manifest: SnapshotManifest, pool: ThreadPoolExecutor) -> None:
+        """Raise SnapshotCorruptError unless every tensor's CRC-32 matches the manifest."""
+        everything = memoryview(self.mapped)
+        checksums = pool.map(lambda r: crc32(everything[r[0] : r[1]]), self.ranges.values())
+        for index, checksum in zip(self.ranges, checksums, strict=True):
+            if checksum != manifest.checksums[index]:
+                name = manifest.layout.slots[index].names[0]
+                raise _corrupt(self.shard.path, f"fails its checksum at {name}: its bytes changed on disk")
+
+    def copy_into(self, manifest: SnapshotManifest, targets: Sequence[Sequence[torch.Tensor]]) -> None:
+        data = torch.frombuffer(self.mapped, dtype=torch.uint8)
+        for index, (begin, end) in self.ranges.items():
+            slot = manifest.layout.slots[index]
+            if slot.numel:
+                source = _typed(data, begin, end, slot)
+                for target in targets[index]:
+                    target.copy_(source)
 
 
 def restore_chunked_snapshot(
@@ -393,30 +388,24 @@ def restore_chunked_snapshot(
     :param extra_tensors: the live extra tensors to restore into; the same names as at snapshot time.
     :raises SnapshotMismatchError: the snapshot is of another model; the model is untouched.
     :raises SnapshotCorruptError: a file is missing, truncated or fails its checksum; the model is
-        untouched unless the message says that earlier shards were already restored.
+        untouched.
     """
     directory = Path(path)
     manifest = read_manifest(directory)
     plan = plan_restore(model, manifest.layout, extra_tensors, source=f"the snapshot at {directory}")
     shards = [_check_shard(directory, manifest, shard) for shard in manifest.shards]
     with torch.no_grad(), ThreadPoolExecutor(max_workers=_CHECKSUM_THREADS) as pool:
-        for number, shard in enumerate(shards):
-            problem = _restore_shard(
-                shard, manifest, plan.targets, plan.retie if number == 0 else _nothing, pool
-            )
-            if problem is None:
-                continue
-            if number == 0:
-                raise _corrupt(shard.path, problem)
-            raise SnapshotCorruptError(
-                f"{shard.path} {problem}, found after {number} of {len(shards)} shards were restored (their "
-                "sizes and headers were intact), so the model is partly restored: reload it or restore "
-                "another snapshot"
-            )
-
-
-def _nothing() -> None:
-    pass
+        if len(shards) == 1:  # the common case: verify and copy from one mapping, one read
+            only = _MappedShard(shards[0])
+            only.verify(manifest, pool)
+            plan.retie()
+            only.copy_into(manifest, plan.targets)
+            return
+        for shard in shards:
+            _MappedShard(shard).verify(manifest, pool)
+        plan.retie()
+        for shard in shards:
+            _MappedShard(shard).copy_into(manifest, plan.targets)
 
 
 # -- removing ------------------------------------------------------------------------------------
