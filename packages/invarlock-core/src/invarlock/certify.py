@@ -30,6 +30,7 @@ from invarlock.evaluation.invariants import (
 )
 from invarlock.evaluation.scoring import score_windows
 from invarlock.evaluation.stats import paired_ratio
+from invarlock.evaluation.windows import token_stream
 from invarlock.progress import Progress
 
 DEFAULT_SEQ_LEN = 128
@@ -83,7 +84,7 @@ def certify(
         subject_note = f"the subject has no loadable tokenizer ({exc}); it was scored with the baseline's"
     else:
         pipeline.compare_tokenizers(base_fp, pipeline.tokenizer_fingerprint(subj_tokenizer))
-    stream = pipeline.corpus_stream(tokenizer, corpus)
+    stream = token_stream(tokenizer, corpus)
 
     progress.step(f"loading baseline with {base_adapter.name}")
     model = pipeline.load_model(base_adapter, baseline_id, "baseline", options.device, options.load_options)

@@ -30,7 +30,7 @@ from invarlock.errors import (
 from invarlock.evaluation.gate import GatePolicy, GateResult, InvariantCheck, policy_dict
 from invarlock.evaluation.scoring import Framing, framing_for
 from invarlock.evaluation.stats import PairedRatio, WindowScore
-from invarlock.evaluation.windows import WindowSet, make_windows, token_stream
+from invarlock.evaluation.windows import WindowSet, make_windows
 from invarlock.manager import get_plugin_manager
 from invarlock.readiness import installed_version
 from invarlock.types import AdapterSpec, Resolution
@@ -132,7 +132,8 @@ _SPECIAL_IDS = ("bos_token_id", "eos_token_id", "mask_token_id", "cls_token_id",
 def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
     vocab = tokenizer.get_vocab()
     vocab_hash = hashlib.sha256(json.dumps(sorted(vocab.items()), ensure_ascii=False).encode()).hexdigest()
-    probe = list(tokenizer(PROBE_TEXT, add_special_tokens=True)["input_ids"])
+    # Without special tokens, as windows are tokenized; the special ids framing uses are compared apart.
+    probe = list(tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"])
     return {
         "class": type(tokenizer).__name__,
         "vocab_size": len(vocab),
@@ -206,10 +207,6 @@ def prepare_windows(
         stream, length=length, stride=stride, count=count, seed=seed, source=f"dataset {corpus.source}"
     )
     return windows, framing
-
-
-def corpus_stream(tokenizer: Any, corpus: Corpus) -> list[int]:
-    return token_stream(tokenizer, corpus)
 
 
 # -- evidence blocks ----------------------------------------------------------------------------

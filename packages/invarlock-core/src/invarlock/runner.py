@@ -36,6 +36,7 @@ from invarlock.evaluation.invariants import (
 )
 from invarlock.evaluation.scoring import METRIC_BY_ROLE, score_windows
 from invarlock.evaluation.stats import paired_ratio
+from invarlock.evaluation.windows import token_stream
 from invarlock.progress import Progress
 from invarlock.types import GuardSupport, SnapshotSupport
 
@@ -135,7 +136,7 @@ def run(
 
     progress.step(f"loading {model_id} with {chosen.name}")
     tokenizer = pipeline.load_tokenizer(chosen, model_id, "model", load_options)
-    stream = pipeline.corpus_stream(tokenizer, corpus)
+    stream = token_stream(tokenizer, corpus)
     model = pipeline.load_model(chosen, model_id, "model", config["model"]["device"], load_options)
     adapter = chosen.adapter
     baseline_description = adapter.describe(model)
