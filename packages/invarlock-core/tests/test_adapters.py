@@ -19,7 +19,6 @@ from invarlock.errors import (
     DependencyMissingError,
     DescriptionError,
     NetworkDisabledError,
-    UnsupportedOperationError,
 )
 from invarlock.manager import get_plugin_manager
 from invarlock.types import AdapterSpec, Resolution, Role, SnapshotSupport
@@ -268,7 +267,9 @@ def test_model_nobody_recognises(toy: ToyPlugin) -> None:
         get_adapter("toy").describe(object())
 
 
-def test_snapshot_operations_go_to_the_plugin_that_recognises_the_model(toy: ToyPlugin, tmp_path: Path) -> None:
+def test_snapshot_operations_go_to_the_plugin_that_recognises_the_model(
+    toy: ToyPlugin, tmp_path: Path
+) -> None:
     # Operations are keyed by the model, not by the adapter object they are called through: a
     # declared "snapshot: no" is the plugin's promise, held by the conformance kit, not a core gate.
     model = get_adapter("toy").load_model(tmp_path)

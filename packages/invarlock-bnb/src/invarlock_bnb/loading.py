@@ -12,10 +12,10 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from invarlock.errors import ModelLoadError, UnsupportedOperationError
+from invarlock.errors import ModelLoadError
 from invarlock.network import hub_offline_unless_allowed
 from invarlock_bnb.layers import pin_4bit_layout
-from invarlock_hf.loading import load_error, load_pretrained, parse_dtype, pick_device
+from invarlock_hf.loading import load_error, load_pretrained, parse_dtype, pin_placement, placement_device
 from invarlock_hf.quantization import QUANTIZED_ADAPTERS, detect_quantization
 
 AUTO_CLASS = "AutoModelForCausalLM"
@@ -52,10 +52,10 @@ def load_bnb_model(model_id: str, device: str, options: dict[str, Any]) -> Any:
         )
     if kwargs.get("device_map") is None:
         # bitsandbytes quantizes weights for the device they are loaded on: place them while loading.
-        kwargs["device_map"] = _device_for_placement(pick_device(device))
+        kwargs["device_map"] = placement_device(device)
     model = load_pretrained(AUTO_CLASS, model_id, device, kwargs, move_to_device=False)
     pin_4bit_layout(model)
-    pin_placement(model)
+    pin_placement(model, "hf_bnb", _MOVING_BREAKS_QUANTIZATION)
     return model
 
 
@@ -137,42 +137,7 @@ def _check_prequantized(model_id: str, existing: dict[str, Any], requested: Any 
         )
 
 
-def _device_for_placement(device: str) -> str:
-    import torch
-
-    target = torch.device(device)
-    if target.type == "cuda" and target.index is None:
-        return f"cuda:{torch.cuda.current_device()}"
-    return str(target)
-
-
-# -- placement guard ------------------------------------------------------------------------------
-
-_MOVE_MESSAGE = (
-    "model.{method}() is not supported on a model loaded by hf_bnb: bitsandbytes quantized its weights "
-    "for the device they were loaded on, and moving or casting them afterwards breaks their "
-    "quantization state; load it again where you want it, e.g. "
-    'get_adapter("hf_bnb").load_model(path, device="cuda") or with device_map=...'
+_MOVING_BREAKS_QUANTIZATION = (
+    "bitsandbytes quantized its weights for the device they were loaded on, and moving or casting "
+    "them afterwards breaks their quantization state"
 )
-
-
-def _refuse_to(model: Any, *args: Any, **kwargs: Any) -> Any:
-    raise UnsupportedOperationError(_MOVE_MESSAGE.format(method="to"))
-
-
-def _refuse_cuda(model: Any, *args: Any, **kwargs: Any) -> Any:
-    raise UnsupportedOperationError(_MOVE_MESSAGE.format(method="cuda"))
-
-
-def _refuse_cpu(model: Any, *args: Any, **kwargs: Any) -> Any:
-    raise UnsupportedOperationError(_MOVE_MESSAGE.format(method="cpu"))
-
-
-def pin_placement(model: Any) -> None:
-    """Make ``.to()``, ``.cuda()`` and ``.cpu()`` on this model instance raise instead of moving it."""
-    from types import MethodType
-
-    # Instance attributes shadow the class's methods for this model only; module-level functions
-    # keep the model picklable and deep-copyable.
-    for name, refuse in (("to", _refuse_to), ("cuda", _refuse_cuda), ("cpu", _refuse_cpu)):
-        setattr(model, name, MethodType(refuse, model))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from invarlock.errors import ModelLoadError, UnsupportedOperationError
+from invarlock.errors import ModelLoadError
 from invarlock_gptq.checkpoint import check_packed_tensors, read_checkpoint_config
 from invarlock_gptq.family import PackedFamily
 
@@ -26,7 +26,13 @@ def load_packed_model(family: PackedFamily, model_id: str, device: str, options:
     """
     import transformers
 
-    from invarlock_hf.loading import load_pretrained, parse_dtype, pick_device
+    from invarlock_hf.loading import (
+        load_pretrained,
+        parse_dtype,
+        pick_device,
+        pin_placement,
+        placement_device,
+    )
 
     _refuse_placement_options(family, options)
     config, directory = read_checkpoint_config(model_id, options)
@@ -34,7 +40,7 @@ def load_packed_model(family: PackedFamily, model_id: str, device: str, options:
     target = _device(pick_device(device))
     backend = kernel_for(family, family.format_of(quantization), target.type)
     check_packed_tensors(family, model_id, directory, quantization)
-    placement = _placement(target)
+    placement = placement_device(str(target))
 
     load_options = dict(options)
     if family.dtypes is not None:
@@ -49,7 +55,9 @@ def load_packed_model(family: PackedFamily, model_id: str, device: str, options:
         # kernel ("loading attributes"); its warning about that is expected here.
         warnings.filterwarnings("ignore", message="You passed `quantization_config`")
         model = load_pretrained(AUTO_CLASS, model_id, placement, load_options, move_to_device=False)
-    pin_placement(model, family.adapter, placement)
+    pin_placement(
+        model, family.adapter, f"it placed the model on {placement} with kernels chosen for that device"
+    )
     return model
 
 
@@ -122,42 +130,3 @@ def _device(device: str) -> Any:
         raise ModelLoadError(
             f"device {device!r} is not a device torch knows; use cpu, cuda, cuda:N or auto"
         ) from exc
-
-
-def _placement(target: Any) -> str:
-    """The device string the whole model goes to, with its index (``cuda`` → ``cuda:<current>``)."""
-    import torch
-
-    if target.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ModelLoadError(
-                f"device {str(target)!r} was asked for, but torch sees no CUDA device; use cpu or auto"
-            )
-        return f"cuda:{target.index if target.index is not None else torch.cuda.current_device()}"
-    return str(target)
-
-
-# -- placement guard ------------------------------------------------------------------------------
-
-
-class _RefuseMove:
-    """Stands in for ``model.to`` / ``.cuda`` / ``.cpu`` on a model whose placement the adapter owns.
-
-    A plain object (not a closure over the model) keeps the model picklable and deep-copyable.
-    """
-
-    def __init__(self, method: str, adapter: str, device: str) -> None:
-        self.method, self.adapter, self.device = method, adapter, device
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise UnsupportedOperationError(
-            f"model.{self.method}() is not supported on a model loaded by {self.adapter}: it placed the "
-            f"model on {self.device} with kernels chosen for that device; load it again where you want "
-            f'it, e.g. get_adapter("{self.adapter}").load_model(path, device="cuda")'
-        )
-
-
-def pin_placement(model: Any, adapter: str, device: str) -> None:
-    """Make ``.to()``, ``.cuda()`` and ``.cpu()`` on this model instance raise instead of moving it."""
-    for method in ("to", "cuda", "cpu"):
-        setattr(model, method, _RefuseMove(method, adapter, device))

@@ -12,7 +12,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from invarlock.errors import ModelLoadError, NetworkDisabledError
+from invarlock.errors import ModelLoadError, NetworkDisabledError, UnsupportedOperationError
 from invarlock.network import (
     ALLOW_NETWORK_ENV,
     hub_offline_unless_allowed,
@@ -180,3 +180,43 @@ def _move(model: Any, device: str) -> None:
             f"the model loaded but could not be moved to {device} ({type(exc).__name__}: {exc}); "
             'choose another device, or device="auto"'
         ) from exc
+
+
+# -- placement owned by a quantized adapter --------------------------------------------------------
+
+
+def placement_device(device: str) -> str:
+    """The one device a quantized model is placed on while loading (``cuda`` → ``cuda:<current>``)."""
+    import torch
+
+    target = torch.device(pick_device(device))
+    if target.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelLoadError(
+                f"device {device!r} was asked for, but torch sees no CUDA device; use cpu or auto"
+            )
+        return f"cuda:{target.index if target.index is not None else torch.cuda.current_device()}"
+    return str(target)
+
+
+class _RefuseMove:
+    """Stands in for ``model.to`` / ``.cuda`` / ``.cpu`` on a model whose placement its adapter owns.
+
+    A plain object (not a closure over the model) keeps the model picklable and deep-copyable.
+    """
+
+    def __init__(self, method: str, adapter: str, why: str) -> None:
+        self.method, self.adapter, self.why = method, adapter, why
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnsupportedOperationError(
+            f"model.{self.method}() is not supported on a model loaded by {self.adapter}: {self.why}; "
+            "load it again where you want it, e.g. "
+            f'get_adapter("{self.adapter}").load_model(path, device="cuda")'
+        )
+
+
+def pin_placement(model: Any, adapter: str, why: str) -> None:
+    """Make ``.to()``, ``.cuda()`` and ``.cpu()`` on this model instance raise instead of moving it."""
+    for method in ("to", "cuda", "cpu"):
+        setattr(model, method, _RefuseMove(method, adapter, why))
