@@ -177,7 +177,7 @@ def _manifest_json(
         ],
         "shards": [{"file": shard.file, "bytes": shard.bytes} for shard in shards],
     }
-    return json.dumps(document, indent=1)
+    return json.dumps(document)  # no indent: json then uses its C encoder, ~10x faster on big models
 
 
 def write_chunked_snapshot(
