@@ -14,30 +14,11 @@ from invarlock.errors import ModelLoadError, UnsupportedOperationError
 from invarlock.manager import get_plugin_manager
 from invarlock.readiness import Status, check_backend
 from invarlock.testing import AdapterConformance, model_state, mutate_weights, states_bit_equal
-from invarlock_gptq.testing import copy_with_quantization_config
+from invarlock_gptq.testing import LLAMA_LINEARS, batch, copy_with_quantization_config, relative_error
 
 LOGITS_TOLERANCE = 0.25
 """Largest relative L2 error of 4-bit, group-32 logits against the full-precision model (measured
 0.10-0.14 on these tiny random models; an unrelated model of the same shape is at ~1.4)."""
-
-LLAMA_LINEARS = (
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.o_proj",
-    "mlp.gate_proj",
-    "mlp.up_proj",
-    "mlp.down_proj",
-)
-
-
-def batch() -> dict[str, torch.Tensor]:
-    ids = torch.randint(4, 128, (2, 16), generator=torch.Generator().manual_seed(1))
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-
-
-def relative_error(logits: torch.Tensor, reference: torch.Tensor) -> float:
-    return float((logits.float() - reference.float()).norm() / reference.float().norm())
 
 
 class TestConformanceV1(AdapterConformance):

@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 TINY_SIZES: dict[str, dict[str, Any]] = {
     # gptqmodel's AWQ clip search needs every Linear's output width to be a multiple of 64.
     "llama": {
@@ -100,3 +102,45 @@ def copy_with_quantization_config(source: str | Path, target: str | Path, **chan
     config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     (path / "quantize_config.json").unlink(missing_ok=True)  # gptqmodel's copy; config.json is what loads
     return path
+
+
+# -- shared by the gptq and awq test suites -------------------------------------------------------
+
+LLAMA_LINEARS = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+)
+"""The quantized Linear layers of one llama decoder block."""
+
+
+def batch() -> dict[str, Any]:
+    """A fixed batch of token ids for comparing logits."""
+    import torch
+
+    ids = torch.randint(4, 128, (2, 16), generator=torch.Generator().manual_seed(1))
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def relative_error(logits: Any, reference: Any) -> float:
+    """Relative L2 error of ``logits`` against ``reference``."""
+    return float((logits.float() - reference.float()).norm() / reference.float().norm())
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("checkpoints")
+
+
+@pytest.fixture(scope="session")
+def llama_base(checkpoints: Path) -> Path:
+    return save_base_checkpoint("llama", checkpoints / "llama")
+
+
+@pytest.fixture(scope="session")
+def opt_base(checkpoints: Path) -> Path:
+    return save_base_checkpoint("opt", checkpoints / "opt", seed=1)
