@@ -13,85 +13,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Any
 
 import torch
 
-TARGET_MS = 50.0
+from invarlock_hf.testing import PUBLISHED_CONFIGS
 
-MODELS: dict[str, tuple[str, dict[str, Any]]] = {
-    "Llama-2-7B": (
-        "llama",
-        {
-            "hidden_size": 4096,
-            "intermediate_size": 11008,
-            "num_hidden_layers": 32,
-            "num_attention_heads": 32,
-            "num_key_value_heads": 32,
-            "vocab_size": 32000,
-        },
-    ),
-    "Mistral-7B": (
-        "mistral",
-        {
-            "hidden_size": 4096,
-            "intermediate_size": 14336,
-            "num_hidden_layers": 32,
-            "num_attention_heads": 32,
-            "num_key_value_heads": 8,
-            "vocab_size": 32000,
-        },
-    ),
-    "Mixtral-8x7B": (
-        "mixtral",
-        {
-            "hidden_size": 4096,
-            "intermediate_size": 14336,
-            "num_hidden_layers": 32,
-            "num_attention_heads": 32,
-            "num_key_value_heads": 8,
-            "vocab_size": 32000,
-            "num_local_experts": 8,
-            "num_experts_per_tok": 2,
-        },
-    ),
-    "Qwen2-7B": (
-        "qwen2",
-        {
-            "hidden_size": 3584,
-            "intermediate_size": 18944,
-            "num_hidden_layers": 28,
-            "num_attention_heads": 28,
-            "num_key_value_heads": 4,
-            "vocab_size": 152064,
-            "tie_word_embeddings": False,
-        },
-    ),
-    "Falcon-7B": (
-        "falcon",
-        {
-            "hidden_size": 4544,
-            "num_hidden_layers": 32,
-            "num_attention_heads": 71,
-            "multi_query": True,
-            "parallel_attn": True,
-            "bias": False,
-            "vocab_size": 65024,
-        },
-    ),
-    "Gemma-7B": (
-        "gemma",
-        {
-            "hidden_size": 3072,
-            "intermediate_size": 24576,
-            "num_hidden_layers": 28,
-            "num_attention_heads": 16,
-            "num_key_value_heads": 16,
-            "head_dim": 256,
-            "vocab_size": 256000,
-        },
-    ),
-}
+TARGET_MS = 50.0
 
 
 def main() -> None:
@@ -105,7 +32,7 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}; {args.repeats} repeats")
     worst = 0.0
-    for name, (model_type, fields) in MODELS.items():
+    for name, (model_type, fields) in PUBLISHED_CONFIGS.items():
         config = transformers.AutoConfig.for_model(model_type, **fields)
         start = time.perf_counter()
         with torch.device("meta"):

@@ -14,7 +14,7 @@ from invarlock.adapters import get_adapter
 from invarlock.description import validate_description
 from invarlock_hf.describe import describe_model, tied_pairs
 from invarlock_hf.structure import config_structure
-from invarlock_hf.testing import AUTO_CLASS, TINY_CONFIGS, tiny_config
+from invarlock_hf.testing import AUTO_CLASS, PUBLISHED_CONFIGS, TINY_CONFIGS, tiny_config
 
 ADAPTER_OF_FAMILY = {
     "AutoModelForCausalLM": "hf_causal",
@@ -308,17 +308,6 @@ def test_quantization_block_comes_from_the_config() -> None:
 
 PUBLISHED: dict[str, dict[str, Any]] = {
     "Llama-2-7B": {
-        "config": (
-            "llama",
-            {
-                "hidden_size": 4096,
-                "intermediate_size": 11008,
-                "num_hidden_layers": 32,
-                "num_attention_heads": 32,
-                "num_key_value_heads": 32,
-                "vocab_size": 32000,
-            },
-        ),
         "layers": 32,
         "heads": 32,
         "kv": 32,
@@ -328,17 +317,6 @@ PUBLISHED: dict[str, dict[str, Any]] = {
         "params": 6_738_415_616,
     },
     "Mistral-7B-v0.1": {
-        "config": (
-            "mistral",
-            {
-                "hidden_size": 4096,
-                "intermediate_size": 14336,
-                "num_hidden_layers": 32,
-                "num_attention_heads": 32,
-                "num_key_value_heads": 8,
-                "vocab_size": 32000,
-            },
-        ),
         "layers": 32,
         "heads": 32,
         "kv": 8,
@@ -348,19 +326,6 @@ PUBLISHED: dict[str, dict[str, Any]] = {
         "params": 7_241_732_096,
     },
     "Mixtral-8x7B": {
-        "config": (
-            "mixtral",
-            {
-                "hidden_size": 4096,
-                "intermediate_size": 14336,
-                "num_hidden_layers": 32,
-                "num_attention_heads": 32,
-                "num_key_value_heads": 8,
-                "vocab_size": 32000,
-                "num_local_experts": 8,
-                "num_experts_per_tok": 2,
-            },
-        ),
         "layers": 32,
         "heads": 32,
         "kv": 8,
@@ -371,18 +336,6 @@ PUBLISHED: dict[str, dict[str, Any]] = {
         "experts": (8, 2),
     },
     "Qwen2-7B": {
-        "config": (
-            "qwen2",
-            {
-                "hidden_size": 3584,
-                "intermediate_size": 18944,
-                "num_hidden_layers": 28,
-                "num_attention_heads": 28,
-                "num_key_value_heads": 4,
-                "vocab_size": 152064,
-                "tie_word_embeddings": False,
-            },
-        ),
         "layers": 28,
         "heads": 28,
         "kv": 4,
@@ -392,20 +345,6 @@ PUBLISHED: dict[str, dict[str, Any]] = {
         "params_billions": 7.62,
     },
     "Falcon-7B": {
-        "config": (
-            "falcon",
-            {
-                "hidden_size": 4544,
-                "num_hidden_layers": 32,
-                "num_attention_heads": 71,
-                "multi_query": True,
-                "new_decoder_architecture": False,
-                "parallel_attn": True,
-                "bias": False,
-                "alibi": False,
-                "vocab_size": 65024,
-            },
-        ),
         "layers": 32,
         "heads": 71,
         "kv": 1,
@@ -415,17 +354,6 @@ PUBLISHED: dict[str, dict[str, Any]] = {
         "params": 6_921_720_704,
     },
     "GPT-J-6B": {
-        "config": (
-            "gptj",
-            {
-                "n_embd": 4096,
-                "n_layer": 28,
-                "n_head": 16,
-                "rotary_dim": 64,
-                "vocab_size": 50400,
-                "n_positions": 2048,
-            },
-        ),
         "layers": 28,
         "heads": 16,
         "kv": 16,
@@ -435,18 +363,6 @@ PUBLISHED: dict[str, dict[str, Any]] = {
         "params_billions": 6.05,
     },
     "Gemma-7B": {
-        "config": (
-            "gemma",
-            {
-                "hidden_size": 3072,
-                "intermediate_size": 24576,
-                "num_hidden_layers": 28,
-                "num_attention_heads": 16,
-                "num_key_value_heads": 16,
-                "head_dim": 256,
-                "vocab_size": 256000,
-            },
-        ),
         "layers": 28,
         "heads": 16,
         "kv": 16,
@@ -461,7 +377,7 @@ PUBLISHED: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("name", list(PUBLISHED))
 def test_full_size_architecture_on_meta_device(name: str) -> None:
     published = PUBLISHED[name]
-    model_type, fields = published["config"]
+    model_type, fields = PUBLISHED_CONFIGS[name]
     config = transformers.AutoConfig.for_model(model_type, **fields)
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(config)

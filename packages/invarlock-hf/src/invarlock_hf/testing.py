@@ -242,3 +242,93 @@ def save_tiny_tokenizer(directory: str | Path, *, vocab_size: int = TINY_VOCAB) 
     path = Path(directory)
     wrapped.save_pretrained(path)
     return path
+
+
+PUBLISHED_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Llama-2-7B": (
+        "llama",
+        {
+            "hidden_size": 4096,
+            "intermediate_size": 11008,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 32,
+            "vocab_size": 32000,
+        },
+    ),
+    "Mistral-7B-v0.1": (
+        "mistral",
+        {
+            "hidden_size": 4096,
+            "intermediate_size": 14336,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "vocab_size": 32000,
+        },
+    ),
+    "Mixtral-8x7B": (
+        "mixtral",
+        {
+            "hidden_size": 4096,
+            "intermediate_size": 14336,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "vocab_size": 32000,
+            "num_local_experts": 8,
+            "num_experts_per_tok": 2,
+        },
+    ),
+    "Qwen2-7B": (
+        "qwen2",
+        {
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+            "vocab_size": 152064,
+            "tie_word_embeddings": False,
+        },
+    ),
+    "Falcon-7B": (
+        "falcon",
+        {
+            "hidden_size": 4544,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 71,
+            "multi_query": True,
+            "new_decoder_architecture": False,
+            "parallel_attn": True,
+            "bias": False,
+            "alibi": False,
+            "vocab_size": 65024,
+        },
+    ),
+    "GPT-J-6B": (
+        "gptj",
+        {
+            "n_embd": 4096,
+            "n_layer": 28,
+            "n_head": 16,
+            "rotary_dim": 64,
+            "vocab_size": 50400,
+            "n_positions": 2048,
+        },
+    ),
+    "Gemma-7B": (
+        "gemma",
+        {
+            "hidden_size": 3072,
+            "intermediate_size": 24576,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 16,
+            "head_dim": 256,
+            "vocab_size": 256000,
+        },
+    ),
+}
+"""Full-size architectures by published name: (model_type, config fields) with their published
+dimensions, for describing on the meta device (tests and bench/bench_describe.py)."""
