@@ -11,10 +11,15 @@ import torch
 
 from invarlock.adapters import get_adapter, resolve_adapter
 from invarlock.errors import ModelLoadError, UnsupportedOperationError
-from invarlock.manager import get_plugin_manager
-from invarlock.readiness import Status, check_backend
+from invarlock.readiness import Status
 from invarlock.testing import AdapterConformance, model_state, mutate_weights, states_bit_equal
-from invarlock_gptq.testing import LLAMA_LINEARS, batch, copy_with_quantization_config, relative_error
+from invarlock_gptq.testing import (
+    LLAMA_LINEARS,
+    batch,
+    copy_with_quantization_config,
+    legacy_only_readiness,
+    relative_error,
+)
 
 LOGITS_TOLERANCE = 0.25
 """Largest relative L2 error of 4-bit, group-32 logits against the full-precision model (measured
@@ -174,19 +179,7 @@ def test_gptq_checkpoints_are_sent_to_hf_gptq(llama_awq: Path, tmp_path: Path) -
 def test_only_legacy_autoawq_installed_names_gptqmodel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # autoawq installed as pip leaves it; gptqmodel hidden from the metadata lookup.
-    dist_info = tmp_path / "autoawq-0.2.9.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: autoawq\nVersion: 0.2.9\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import invarlock.readiness as readiness
-
-    real = readiness.installed_version
-    monkeypatch.setattr(
-        readiness, "installed_version", lambda name: None if name == "gptqmodel" else real(name)
-    )
-
-    result = check_backend(get_plugin_manager().adapter_spec("hf_awq"))
+    result = legacy_only_readiness("hf_awq", "autoawq", "0.2.9", tmp_path, monkeypatch)
     assert result.status is Status.NEEDS_EXTRA
     assert "autoawq 0.2.9 is installed but no longer works" in result.reason
     assert "hf_awq uses gptqmodel instead" in result.reason

@@ -144,3 +144,25 @@ def llama_base(checkpoints: Path) -> Path:
 @pytest.fixture(scope="session")
 def opt_base(checkpoints: Path) -> Path:
     return save_base_checkpoint("opt", checkpoints / "opt", seed=1)
+
+
+def legacy_only_readiness(
+    adapter: str, legacy: str, version: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """Readiness of ``adapter`` when only the legacy ``legacy`` backend is installed.
+
+    The legacy distribution is installed as pip leaves it (a real ``*.dist-info`` on sys.path);
+    gptqmodel is hidden from the metadata lookup.
+    """
+    import invarlock.readiness as readiness
+    from invarlock.manager import get_plugin_manager
+
+    dist_info = tmp_path / f"{legacy.replace('-', '_')}-{version}.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {legacy}\nVersion: {version}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    real = readiness.installed_version
+    monkeypatch.setattr(
+        readiness, "installed_version", lambda name: None if name == "gptqmodel" else real(name)
+    )
+    return readiness.check_backend(get_plugin_manager().adapter_spec(adapter))
