@@ -318,6 +318,58 @@ def test_extra_tensor_named_like_a_parameter_is_rejected(checkpoint: Callable[..
         take_snapshot(model, extra_tensors={"lm_head.weight": torch.zeros(1)})
 
 
+# -- settings --------------------------------------------------------------------------------------
+
+C_FC, C_ATTN = "transformer.h.0.mlp.c_fc", "transformer.h.1.attn.c_attn"
+SETTINGS = {  # stand-ins for a quantized layer's non-tensor settings (bitsandbytes' quant type...)
+    C_FC: {"bits": 4, "quant_type": "nf4", "shape": (12, 8)},
+    C_ATTN: {"bits": 8, "threshold": 6.0},
+}
+
+
+def test_unchanged_settings_let_the_restore_through(checkpoint: Callable[..., Path]) -> None:
+    model = load(checkpoint("gpt2"), "gpt2")
+    before = full_state(model)
+    snapshot = take_snapshot(model, settings=SETTINGS)
+    mutate_weights(model)
+    as_read_back = {C_FC: {"bits": 4, "quant_type": "nf4", "shape": [12, 8]}, C_ATTN: SETTINGS[C_ATTN]}
+    restore_snapshot(model, snapshot, settings=as_read_back)  # JSON values: a tuple equals its list
+    assert_restored(before, model)
+
+
+def test_changed_settings_are_refused_naming_what_changed(checkpoint: Callable[..., Path]) -> None:
+    model = load(checkpoint("gpt2"), "gpt2")
+    snapshot = take_snapshot(model, settings=SETTINGS)
+    requantized = {**SETTINGS, C_FC: {**SETTINGS[C_FC], "quant_type": "fp4"}}
+    match = f"{C_FC}: quant_type is 'fp4' in the model, 'nf4' in the snapshot"
+    edit_then_refuse(model, snapshot, match=match, settings=requantized)
+    match = f"{C_ATTN} has no settings in the model"
+    edit_then_refuse(model, snapshot, match=match, settings={C_FC: SETTINGS[C_FC]})
+    match = "lm_head has settings in the model but not in the snapshot"
+    edit_then_refuse(model, snapshot, match=match, settings={**SETTINGS, "lm_head": {"bits": 8}})
+
+
+def test_a_partial_snapshot_records_and_checks_only_its_modules_settings(
+    checkpoint: Callable[..., Path],
+) -> None:
+    model = load(checkpoint("gpt2"), "gpt2")
+    before = full_state(model)
+    snapshot = take_snapshot(model, include=["transformer.h.0"], settings=SETTINGS)
+    assert snapshot.layout.settings == {C_FC: {"bits": 4, "quant_type": "nf4", "shape": [12, 8]}}
+    mutate_weights(model)
+    restore_snapshot(model, snapshot, settings={**SETTINGS, C_ATTN: {"bits": 4}})  # h.1 is not in it
+    restored = {
+        name: tensor for name, tensor in full_state(model).items() if name.startswith("transformer.h.0.")
+    }
+    assert not states_bit_equal({name: before[name] for name in restored}, restored)
+
+
+def test_settings_that_are_not_json_values_are_rejected(checkpoint: Callable[..., Path]) -> None:
+    model = load(checkpoint("gpt2"), "gpt2")
+    with pytest.raises(ValueError, match="settings must be JSON values"):
+        take_snapshot(model, settings={C_FC: {"dtype": torch.float16}})
+
+
 # -- hooks -----------------------------------------------------------------------------------------
 
 

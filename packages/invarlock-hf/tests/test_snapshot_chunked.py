@@ -174,6 +174,25 @@ def test_files_are_bounded_safetensors_shards_with_a_manifest(gpt2: Any, snapsho
         assert not states_bit_equal({name: state[name]}, {name: tensor})
 
 
+def test_settings_travel_in_the_manifest_and_are_checked(gpt2: Any, tmp_path: Path) -> None:
+    settings = {"transformer.h.0.mlp.c_fc": {"quant_type": "nf4", "shape": [12, 8]}}
+    path = write_chunked_snapshot(gpt2, tmp_path, settings=settings)
+    assert read_manifest(path).layout.settings == settings
+    before = full_state(gpt2)
+    mutate_weights(gpt2)
+    restore_chunked_snapshot(gpt2, path, settings=settings)
+    assert_restored(before, gpt2)
+
+    mutate_weights(gpt2)
+    edited = full_state(gpt2)
+    requantized = {"transformer.h.0.mlp.c_fc": {"quant_type": "fp4", "shape": [12, 8]}}
+    with pytest.raises(
+        SnapshotMismatchError, match="quant_type is 'fp4' in the model, 'nf4' in the snapshot"
+    ):
+        restore_chunked_snapshot(gpt2, path, settings=requantized)
+    assert not states_bit_equal(edited, full_state(gpt2)), "a refused restore changed the model"
+
+
 def test_checksums_are_standard_crc32_of_each_tensor(snapshot_dir: Path) -> None:
     manifest = read_manifest(snapshot_dir)
     by_name = {

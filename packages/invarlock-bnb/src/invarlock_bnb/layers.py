@@ -7,9 +7,8 @@ offset). :func:`quantization_state` names those live tensors the way bitsandbyte
 ``state_dict`` does, so the snapshot engine captures and restores them with the weights.
 
 Non-tensor settings (quant type, block size, original dtype...) cannot be written back in place.
-:func:`layout_markers` turns each layer's settings into the name of an empty tensor, so the
-engine's name check refuses to restore a layer that was re-quantized differently since the
-snapshot, in memory and on disk alike.
+:func:`layer_layouts` reads them, for the engine's ``settings``: a restore then refuses a layer that
+was re-quantized differently since the snapshot, in memory and on disk alike.
 """
 
 from __future__ import annotations
@@ -129,21 +128,6 @@ def _refuse_unsupported_modules(model: Any) -> None:
 def layer_layouts(model: Any) -> dict[str, dict[str, Any]]:
     """Each bitsandbytes layer's non-tensor quantization settings, by module name."""
     return {name: _layout(module) for name, module in bnb_layers(model).items()}
-
-
-def layout_markers(model: Any) -> dict[str, Any]:
-    """One empty tensor per bitsandbytes layer, named ``<layer>.bnb_layout[<settings>]``."""
-    import torch
-
-    markers = {}
-    for name, layout in layer_layouts(model).items():
-        settings = ",".join(f"{key}={_marker_value(value)}" for key, value in layout.items())
-        markers[f"{name}.bnb_layout[{settings}]"] = torch.empty(0, dtype=torch.uint8)
-    return markers
-
-
-def _marker_value(value: Any) -> str:
-    return "x".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _layout(module: Any) -> dict[str, Any]:

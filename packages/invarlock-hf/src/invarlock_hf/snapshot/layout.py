@@ -1,8 +1,8 @@
 """Which tensors a snapshot holds, and how a restore maps them back onto a live model.
 
 Shared by the in-memory and the chunked snapshot: both capture a :class:`SnapshotLayout` (names,
-kinds, shapes, dtypes, tying) and both restore through :func:`plan_restore`, which checks every name,
-shape and dtype before anything is written.
+kinds, shapes, dtypes, tying, and the caller's settings) and both restore through
+:func:`plan_restore`, which checks every name, shape, dtype and setting before anything is written.
 
 A *live tensor* is the tensor that holds a name's values right now: the module's parameter or
 buffer, or, for a module whose weights accelerate offloaded to CPU memory, the tensor in the offload
@@ -12,6 +12,7 @@ have no live tensor we may write into, so they are refused.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,11 @@ EXTRA = "extra"
 """Kinds of tensor: module parameters, module buffers (persistent or not), and extra tensors the
 caller passes in (``extra_tensors``: state outside parameters and buffers, e.g. bitsandbytes
 ``quant_state.absmax``)."""
+
+Settings = Mapping[str, Any]
+"""JSON values by module name that a module's tensors mean something only under, and that a restore
+cannot write back: e.g. a bitsandbytes layer's quant type and block size. A snapshot records them;
+a restore refuses a model whose settings differ from the recorded ones."""
 
 _MAX_LISTED = 3  # problems quoted in one error message
 
@@ -71,6 +77,8 @@ class SnapshotLayout:
     complete: bool
     """Taken without ``include``: the model may then hold no tensor the snapshot lacks."""
     slots: tuple[TensorSlot, ...]
+    settings: Settings = field(default_factory=dict)
+    """The caller's settings (see :data:`Settings`) of the captured modules, as JSON values."""
 
     @property
     def nbytes(self) -> int:
@@ -112,7 +120,7 @@ def _matches(name: str, prefixes: tuple[str, ...]) -> bool:
 
 def _offload_hook_weights(module: torch.nn.Module) -> Mapping[str, Any] | None:
     """The weights map of an accelerate hook that offloads this module's weights, if any."""
-    hook = getattr(module, "_hf_hook", None)
+    hook = vars(module).get("_hf_hook")  # a plain attribute: no nn.Module.__getattr__ fallback per module
     if hook is None:
         return None
     for candidate in getattr(hook, "hooks", (hook,)):  # a SequentialHook holds several
@@ -133,10 +141,17 @@ def _in_memory_offloaded(weights_map: Mapping[str, Any], key: str) -> torch.Tens
 
 
 def _named_module_tensors(
-    model: torch.nn.Module,
+    model: torch.nn.Module, offloaded: dict[str, Mapping[str, Any]]
 ) -> Iterator[tuple[str, str, torch.Tensor, torch.nn.Module, str]]:
-    # Like named_parameters/named_buffers(remove_duplicate=False), plus the owning module and attr.
+    """Like named_parameters/named_buffers(remove_duplicate=False), plus the owning module and attr.
+
+    Fills ``offloaded`` (module name -> weights map of its accelerate offload hook) on the way; a
+    module comes before its children, so a tensor's enclosing hooks are known when it is yielded.
+    """
     for module_name, module in model.named_modules(remove_duplicate=False):
+        weights_map = _offload_hook_weights(module)
+        if weights_map is not None:
+            offloaded[module_name] = weights_map
         prefix = f"{module_name}." if module_name else ""
         for attr, tensor in module._parameters.items():
             if tensor is not None:
@@ -168,13 +183,8 @@ class LiveModel:
 def live_tensors(model: torch.nn.Module, extra_tensors: Mapping[str, torch.Tensor] | None) -> LiveModel:
     """Every parameter, buffer and extra tensor of the model by name, resolved to where its values live."""
     offloaded: dict[str, Mapping[str, Any]] = {}
-    for module_name, module in model.named_modules():
-        weights_map = _offload_hook_weights(module)
-        if weights_map is not None:
-            offloaded[module_name] = weights_map
-
     live = LiveModel({}, {})
-    for name, kind, tensor, module, attr in _named_module_tensors(model):
+    for name, kind, tensor, module, attr in _named_module_tensors(model, offloaded):
         if tensor.device.type != "meta":
             live.tensors[name] = LiveTensor(kind, tensor, module, attr)
             continue
@@ -212,18 +222,33 @@ def _storage_key(tensor: torch.Tensor) -> tuple[Any, ...]:
     # Tensors that are the same object or the same view of the same memory are one tied tensor.
     if tensor.numel() == 0:
         return ("object", id(tensor))
-    return (str(tensor.device), tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tensor.stride())
+    return (tensor.device, tensor.data_ptr(), tensor.dtype, tensor.shape, tensor.stride())
 
 
 # -- capturing -----------------------------------------------------------------------------------
+
+
+def _json_settings(settings: Settings | None) -> dict[str, Any]:
+    """``settings`` as plain JSON values (tuples become lists), so a snapshot compares them alike
+    whether it was kept in memory or read back from a manifest."""
+    try:
+        return json.loads(json.dumps(dict(settings or {}))) if settings else {}  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"settings must be JSON values (str, number, bool, None, list, dict): {error}"
+        ) from None
 
 
 def capture_layout(
     model: torch.nn.Module,
     include: Sequence[str] | str | None,
     extra_tensors: Mapping[str, torch.Tensor] | None,
+    settings: Settings | None = None,
 ) -> tuple[SnapshotLayout, list[torch.Tensor]]:
-    """The layout of what to capture and, per slot, the live tensor to read it from."""
+    """The layout of what to capture and, per slot, the live tensor to read it from.
+
+    With ``include``, only the settings of modules it covers are recorded.
+    """
     prefixes = normalize_include(include)
     live = live_tensors(model, extra_tensors)
     live.require(n for n in live.unavailable if prefixes is None or _matches(n, prefixes))
@@ -258,7 +283,10 @@ def capture_layout(
             f"include names {unknown}, which matches no parameter, buffer or extra tensor of this "
             "model; use module or tensor names from model.named_parameters() or model.named_modules()"
         )
-    layout = SnapshotLayout(model_class_name(model), complete=prefixes is None, slots=tuple(slots))
+    recorded = _json_settings(settings)
+    if prefixes is not None:
+        recorded = {name: value for name, value in recorded.items() if _matches(name, prefixes)}
+    layout = SnapshotLayout(model_class_name(model), prefixes is None, tuple(slots), recorded)
     return layout, sources
 
 
@@ -281,17 +309,43 @@ def _slot_problems(slot: TensorSlot, live: Mapping[str, LiveTensor]) -> list[str
     return problems
 
 
+def _settings_problems(recorded: Settings, current: Settings, complete: bool) -> list[str]:
+    problems = []
+    for name, then in recorded.items():
+        if name not in current:
+            problems.append(f"{name} has no settings in the model, but has in the snapshot")
+            continue
+        now = current[name]
+        if isinstance(now, dict) and isinstance(then, dict):
+            problems += [
+                f"{name}: {key} is {now.get(key)!r} in the model, {then.get(key)!r} in the snapshot"
+                for key in sorted({*now, *then})
+                if now.get(key) != then.get(key)
+            ]
+        elif now != then:
+            problems.append(f"{name}: {now!r} in the model, {then!r} in the snapshot")
+    if complete:
+        problems += [
+            f"{name} has settings in the model but not in the snapshot"
+            for name in current
+            if name not in recorded
+        ]
+    return problems
+
+
 def plan_restore(
     model: torch.nn.Module,
     layout: SnapshotLayout,
     extra_tensors: Mapping[str, torch.Tensor] | None,
+    settings: Settings | None = None,
     *,
     source: str = "the snapshot",
 ) -> RestorePlan:
     """Check the model against the layout and return where to write; writes nothing.
 
-    :raises SnapshotMismatchError: a name, kind, shape, dtype or the model class differs, or (for a
-        complete snapshot) the model has tensors the snapshot lacks.
+    :param settings: the model's current settings (see :data:`Settings`), compared with the recorded ones.
+    :raises SnapshotMismatchError: a name, kind, shape, dtype, setting or the model class differs,
+        or (for a complete snapshot) the model has tensors or settings the snapshot lacks.
     """
     if model_class_name(model) != layout.model_class:
         raise SnapshotMismatchError(
@@ -308,6 +362,7 @@ def plan_restore(
         problems += [
             f"{name} is in the model but not in the snapshot" for name in live.tensors if name not in known
         ]
+    problems += _settings_problems(layout.settings, _json_settings(settings), layout.complete)
     plan = RestorePlan(targets=[])
     if not problems:
         problems = _plan_targets(layout, live.tensors, plan)

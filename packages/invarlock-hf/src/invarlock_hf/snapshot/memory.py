@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from invarlock.errors import SnapshotMismatchError
-from invarlock_hf.snapshot.layout import SnapshotLayout, capture_layout, plan_restore
+from invarlock_hf.snapshot.layout import Settings, SnapshotLayout, capture_layout, plan_restore
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: tensors have no truth value
@@ -46,6 +46,7 @@ def take_snapshot(
     include: Sequence[str] | None = None,
     same_device: bool = False,
     extra_tensors: Mapping[str, torch.Tensor] | None = None,
+    settings: Settings | None = None,
 ) -> ModelSnapshot:
     """Copy every parameter and buffer (persistent or not) of ``model``, or only those under ``include``.
 
@@ -53,10 +54,12 @@ def take_snapshot(
         tensor is captured with all its names when any of them is included.
     :param same_device: keep each copy on its tensor's device instead of the CPU.
     :param extra_tensors: live tensors outside parameters and buffers to capture too, by name.
+    :param settings: JSON values by module name that a restore must find unchanged (e.g. a
+        quantized layer's settings); with ``include``, those of the included modules.
     :raises SnapshotMismatchError: an ``include`` entry names nothing in the model.
     :raises UnsupportedOperationError: some weights are offloaded to disk or on the meta device.
     """
-    layout, sources = capture_layout(model, include, extra_tensors)
+    layout, sources = capture_layout(model, include, extra_tensors, settings)
     with torch.no_grad():
         if same_device:
             copies = tuple(t.detach().clone() for t in sources)
@@ -70,20 +73,23 @@ def restore_snapshot(
     snapshot: ModelSnapshot,
     *,
     extra_tensors: Mapping[str, torch.Tensor] | None = None,
+    settings: Settings | None = None,
 ) -> None:
     """Write ``snapshot`` back into ``model`` in place, bit for bit, re-tying what an edit untied.
 
-    Every name, shape and dtype is checked before the first byte is written.
+    Every name, shape, dtype and setting is checked before the first byte is written.
 
     :param extra_tensors: the live extra tensors to restore into; the same names as at snapshot time.
-    :raises SnapshotMismatchError: the snapshot is not of this model; the model is untouched.
+    :param settings: the model's settings now, by module name, as passed at snapshot time.
+    :raises SnapshotMismatchError: the snapshot is not of this model, or a setting changed since it
+        was taken; the model is untouched.
     """
     if not isinstance(snapshot, ModelSnapshot):
         raise SnapshotMismatchError(
             f"expected a snapshot taken by invarlock-hf, got a {type(snapshot).__name__}; pass the "
             "object that snapshot() returned"
         )
-    plan = plan_restore(model, snapshot.layout, extra_tensors)
+    plan = plan_restore(model, snapshot.layout, extra_tensors, settings)
     plan.retie()
     with torch.no_grad():
         for targets, copy in zip(plan.targets, snapshot.tensors, strict=True):
