@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from snapshot_timing import SnapshotOperations, distinct_tensors, print_rows, time_snapshot_operations
+from snapshot_timing import (
+    SnapshotOperations,
+    distinct_tensors,
+    print_rows,
+    time_snapshot_operations,
+    use_fresh_memory,
+)
 
 
 def load_model(work: Path) -> Any:
@@ -42,6 +48,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dir", type=Path, default=None, help="where chunked snapshots are written")
     args = parser.parse_args()
+    use_fresh_memory()
 
     from transformers.utils import logging as transformers_logging
 

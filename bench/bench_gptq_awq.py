@@ -48,6 +48,7 @@ from snapshot_timing import (
     interleaved,
     print_rows,
     time_snapshot_operations,
+    use_fresh_memory,
 )
 
 LOAD_TARGET = 1.05  # as for invarlock-hf's load_model against from_pretrained
@@ -182,6 +183,7 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=None, help="where checkpoints and snapshots go (kept)")
     parser.add_argument("--methods", nargs="+", choices=sorted(ADAPTERS), default=["gptq", "awq"])
     args = parser.parse_args()
+    use_fresh_memory()
 
     torch.set_grad_enabled(False)
     if args.threads:

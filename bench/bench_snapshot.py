@@ -33,7 +33,13 @@ from typing import Any
 
 import snapshot_timing
 import torch
-from snapshot_timing import TARGETS, SnapshotOperations, print_rows, time_snapshot_operations
+from snapshot_timing import (
+    TARGETS,
+    SnapshotOperations,
+    print_rows,
+    time_snapshot_operations,
+    use_fresh_memory,
+)
 
 MEMORY_TARGET = 1.1
 
@@ -84,7 +90,7 @@ def measure_memory_child(operation: str) -> None:
 
 
 def measure_memory(operation: str) -> dict[str, int]:
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+    env = {**os.environ, **snapshot_timing.FRESH_MEMORY, "MALLOC_TRIM_THRESHOLD_": "0"}
     output = subprocess.run(
         [sys.executable, __file__, "--memory-child", operation],
         env=env,
@@ -102,6 +108,7 @@ def main() -> int:
     parser.add_argument("--operations", nargs="+", choices=[*TARGETS, "memory"], default=[*TARGETS, "memory"])
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    use_fresh_memory()
     if args.memory_child:
         measure_memory_child(args.memory_child)
         return 0

@@ -10,7 +10,6 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import json
-import warnings
 from pathlib import Path
 
 import jsonschema
@@ -34,11 +33,6 @@ def bnb_subject(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(target)
     AutoTokenizer.from_pretrained(DEMO_MODEL).save_pretrained(target)
     return target
-
-
-@pytest.fixture(autouse=True)
-def quiet_bitsandbytes() -> None:
-    warnings.filterwarnings("ignore", message="MatMul8bitLt")
 
 
 def test_auto_gives_the_quantized_subject_its_own_adapter(

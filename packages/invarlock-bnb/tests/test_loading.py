@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,17 @@ def test_tolerance_tells_an_unrelated_model_apart(tmp_path: Path, llama_path: Pa
     reference = full.logits(full.load_model(llama_path, device="cpu"), inputs)
     other = full.load_model(save_tiny_checkpoint("llama", tmp_path, seed=1), device="cpu")
     assert relative_error(full.logits(other, inputs), reference) > 3 * max(RELATIVE_ERROR.values())
+
+
+def test_the_int8_cast_notice_is_logged_once_not_at_every_layer(
+    adapter: Any, llama_path: Path, inputs: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = adapter.load_model(llama_path, device="cpu")  # float32 activations, cast by each int8 layer
+    caplog.set_level(logging.WARNING, logger="bitsandbytes")
+    adapter.logits(model, inputs)
+    adapter.logits(model, inputs)
+    notices = [r for r in caplog.records if r.getMessage().startswith("MatMul8bitLt: inputs will be cast")]
+    assert len(notices) <= 1  # once per process; bitsandbytes alone logs it per layer and pass
 
 
 def test_8bit_checkpoint_reloads_with_no_arguments(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,9 +55,37 @@ def load_bnb_model(model_id: str, device: str, options: dict[str, Any]) -> Any:
         # bitsandbytes quantizes weights for the device they are loaded on: place them while loading.
         kwargs["device_map"] = placement_device(device)
     model = load_pretrained(AUTO_CLASS, model_id, device, kwargs, move_to_device=False)
+    _log_int8_cast_once()
     pin_4bit_layout(model)
     pin_placement(model, "hf_bnb", _MOVING_BREAKS_QUANTIZATION)
     return model
+
+
+class _FirstCastNoticeOnly(logging.Filter):
+    """Lets bitsandbytes' "MatMul8bitLt: inputs will be cast ... to float16" through once per process.
+
+    bitsandbytes logs it at every forward pass of every 8-bit layer whose input is not float16, which
+    is every pass of an 8-bit model run in float32 or bfloat16 (the CPU default): hundreds of
+    identical lines per evaluation.
+    """
+
+    notice = "MatMul8bitLt: inputs will be cast"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.notice):
+            return True
+        shown, self.shown = self.shown, True
+        return not shown
+
+
+def _log_int8_cast_once() -> None:
+    logger = logging.getLogger("bitsandbytes.autograd._functions")  # bitsandbytes' module logger
+    if not any(isinstance(f, _FirstCastNoticeOnly) for f in logger.filters):
+        logger.addFilter(_FirstCastNoticeOnly())
 
 
 def _requested_config(kwargs: dict[str, Any]) -> Any | None:
