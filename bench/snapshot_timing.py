@@ -19,8 +19,9 @@ re-runs the script with ``MALLOC_MMAP_THRESHOLD_`` set), so every tensor copy on
 fresh memory from the kernel, as a snapshot taken once in a real run does. Left to its adaptive
 threshold, malloc serves a copy from freed blocks or from new pages depending on the order of the
 previous run's allocations, which differs between the two sides: on one engine and one model that
-swung the snapshot ratio between 0.6x and 1.6x. Both sides write to
-the same disk; dirty pages are flushed (os.sync) between writes so one write's
+swung the snapshot ratio between 0.6x and 1.6x.
+
+Both sides write to the same disk; dirty pages are flushed (os.sync) between writes so one write's
 backlog does not throttle the next. The table gives the ratio of wall-time medians (what the target
 is about), the ratio of process CPU-time medians (user + system, all threads: steadier on a shared
 machine, and above the wall ratio where work runs on a second thread), and the ratio of the fastest

@@ -343,7 +343,7 @@ def test_changed_settings_are_refused_naming_what_changed(checkpoint: Callable[.
     requantized = {**SETTINGS, C_FC: {**SETTINGS[C_FC], "quant_type": "fp4"}}
     match = f"{C_FC}: quant_type is 'fp4' in the model, 'nf4' in the snapshot"
     edit_then_refuse(model, snapshot, match=match, settings=requantized)
-    match = f"{C_ATTN} has no settings in the model"
+    match = f"{C_ATTN} has settings in the snapshot but none in the model"
     edit_then_refuse(model, snapshot, match=match, settings={C_FC: SETTINGS[C_FC]})
     match = "lm_head has settings in the model but not in the snapshot"
     edit_then_refuse(model, snapshot, match=match, settings={**SETTINGS, "lm_head": {"bits": 8}})

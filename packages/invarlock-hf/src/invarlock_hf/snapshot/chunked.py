@@ -11,9 +11,10 @@ On disk::
 Writing happens in ``.invarlock-snapshot-XXXXXXXX.partial`` next to it, renamed into place only when
 complete; a failed write removes it.
 
-Restoring reads the shards through memory maps (no copy of the model in memory). Before it writes anything it
-checks everything that can be checked without reading the data: the manifest against the model
-(model class, every name, shape and dtype), each shard's presence, exact size and safetensors header.
+Restoring reads the shards through memory maps (no copy of the model in memory). Before it writes
+anything it checks everything that can be checked without reading the data: the manifest against
+the model (model class, every name, shape, dtype and setting), each shard's presence, exact size and
+safetensors header.
 Then it verifies the CRC-32 of every tensor of every shard before any byte reaches the model,
 because bytes altered inside a later shard would otherwise be found after earlier shards were
 written; a failed restore must leave the model as it was. The copy then reads each shard a second

@@ -231,8 +231,10 @@ def _storage_key(tensor: torch.Tensor) -> tuple[Any, ...]:
 def _json_settings(settings: Settings | None) -> dict[str, Any]:
     """``settings`` as plain JSON values (tuples become lists), so a snapshot compares them alike
     whether it was kept in memory or read back from a manifest."""
+    if not settings:
+        return {}
     try:
-        return json.loads(json.dumps(dict(settings or {}))) if settings else {}  # type: ignore[no-any-return]
+        return json.loads(json.dumps(dict(settings)))  # type: ignore[no-any-return]
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"settings must be JSON values (str, number, bool, None, list, dict): {error}"
@@ -313,7 +315,7 @@ def _settings_problems(recorded: Settings, current: Settings, complete: bool) ->
     problems = []
     for name, then in recorded.items():
         if name not in current:
-            problems.append(f"{name} has no settings in the model, but has in the snapshot")
+            problems.append(f"{name} has settings in the snapshot but none in the model")
             continue
         now = current[name]
         if isinstance(now, dict) and isinstance(then, dict):
