@@ -10,7 +10,7 @@ size 128. Its quantization_config is the one gptqmodel writes when it quantizes 
 (a few seconds); the packed values are random, since quantizing 1.1 B weights on a CPU takes hours
 and these operations move bytes whatever they hold. The adapter's own checkpoint check (config
 against tensor shapes) runs on load, so a layout written wrongly here fails loudly. Checkpoints
-are built into --dir once and reused.
+are built into --dir once and reused (without --dir, into a temp dir removed at the end).
 
 In one process, the adapter's snapshot, restore, snapshot_chunked and restore_chunked are timed
 against bare PyTorch on the same bytes (snapshot_timing.py describes the baselines, the targets and
@@ -180,7 +180,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (torch's default)")
-    parser.add_argument("--dir", type=Path, default=None, help="where checkpoints and snapshots go (kept)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where checkpoints go, kept for the next run (default: a temp dir, removed at the end)",
+    )
     parser.add_argument("--methods", nargs="+", choices=sorted(ADAPTERS), default=["gptq", "awq"])
     args = parser.parse_args()
     use_fresh_memory()
@@ -192,10 +197,14 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} CPUs; files in {work}")
-    results = {
-        method: bench_method(method, benchmark_checkpoint(work, method), work, args.repeats)
-        for method in args.methods
-    }
+    try:
+        results = {
+            method: bench_method(method, benchmark_checkpoint(work, method), work, args.repeats)
+            for method in args.methods
+        }
+    finally:
+        if args.dir is None:
+            shutil.rmtree(work, ignore_errors=True)
 
     all_ok = True
     for method, rows in results.items():
