@@ -72,12 +72,7 @@ def main() -> int:
             f"{size / 1e6:.0f} MB in {len(tensors)} distinct tensors"
         )
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
-        hooks = SnapshotOperations(
-            snapshot=lambda: adapter.snapshot(model),
-            restore=lambda saved: adapter.restore(model, saved),
-            snapshot_chunked=lambda directory: adapter.snapshot_chunked(model, directory),
-            restore_chunked=lambda path: adapter.restore_chunked(model, path),
-        )
+        hooks = SnapshotOperations.of_adapter(adapter, model)
         rows = time_snapshot_operations(tensors, hooks, work, args.repeats)
         return 0 if print_rows("hf_bnb", rows) else 1
     finally:

@@ -143,12 +143,7 @@ def bench_method(method: str, path: Path, work: Path, repeats: int) -> list[Row]
     tensors = distinct_tensors([*model.named_parameters(), *model.named_buffers()])
     size = sum(t.numel() * t.element_size() for t in tensors.values())
     print(f"\n{ADAPTERS[method]}: {size / 1e6:.0f} MB in {len(tensors)} distinct tensors ({path.name})")
-    hooks = SnapshotOperations(
-        snapshot=lambda: adapter.snapshot(model),
-        restore=lambda saved: adapter.restore(model, saved),
-        snapshot_chunked=lambda directory: adapter.snapshot_chunked(model, directory),
-        restore_chunked=lambda path: adapter.restore_chunked(model, path),
-    )
+    hooks = SnapshotOperations.of_adapter(adapter, model)
     chunks = work / f"chunks-{method}"
     chunks.mkdir(exist_ok=True)
     try:

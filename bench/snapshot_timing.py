@@ -83,6 +83,16 @@ class SnapshotOperations:
     snapshot_chunked: Callable[[Path], Path]
     restore_chunked: Callable[[Path], None]
 
+    @classmethod
+    def of_adapter(cls, adapter: Any, model: Any) -> SnapshotOperations:
+        """An adapter's four snapshot hooks, on ``model``."""
+        return cls(
+            snapshot=lambda: adapter.snapshot(model),
+            restore=lambda saved: adapter.restore(model, saved),
+            snapshot_chunked=lambda directory: adapter.snapshot_chunked(model, directory),
+            restore_chunked=lambda path: adapter.restore_chunked(model, path),
+        )
+
 
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)

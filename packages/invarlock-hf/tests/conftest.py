@@ -12,7 +12,9 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import shutil
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,17 +30,29 @@ class Checkpoints:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def path(self, family: str, *, variant: bool = False) -> str:
-        directory = self.root / (f"{family}-variant" if variant else family)
+    def path(self, family: str, *, variant: bool = False, **overrides: Any) -> str:
+        """The checkpoint of ``family``, or its "other shape" variant, with config ``overrides``."""
+        parts = [
+            family,
+            *(["variant"] if variant else []),
+            *(f"{k}={v}" for k, v in sorted(overrides.items())),
+        ]
+        directory = self.root / "-".join(parts)
         if not directory.exists():
-            overrides = {"vocab_size": VARIANT_VOCAB} if variant else {}
-            save_tiny_checkpoint(family, directory, seed=1 if variant else 0, **overrides)
+            shape = {"vocab_size": VARIANT_VOCAB} if variant else {}
+            save_tiny_checkpoint(family, directory, seed=1 if variant else 0, **shape, **overrides)
         return str(directory)
 
 
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Checkpoints:
     return Checkpoints(tmp_path_factory.mktemp("checkpoints"))
+
+
+@pytest.fixture(scope="session")
+def checkpoint(checkpoints: Checkpoints) -> Callable[..., str]:
+    """``checkpoint(family, **config_overrides)``: a tiny checkpoint's path, written on first use."""
+    return checkpoints.path
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from invarlock.errors import SnapshotMismatchError
 from invarlock.testing import mutate_weights, states_bit_equal
 from invarlock_hf.snapshot import ModelSnapshot, restore_snapshot, take_snapshot
 from invarlock_hf.snapshot import hooks as snapshot_hooks
-from invarlock_hf.testing import AUTO_CLASS, save_tiny_checkpoint
+from invarlock_hf.testing import AUTO_CLASS, assert_restored, full_state
 
 FAMILIES = ("gpt2", "llama", "bert", "roberta", "t5")
 # Bit patterns an arithmetic copy would lose: NaNs with payloads (quiet, signalling, negative), -0.0,
@@ -28,32 +28,8 @@ SPECIAL_FLOAT32_BITS = np.array(
 )
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    made: dict[tuple[Any, ...], Path] = {}
-
-    def make(family: str, **overrides: Any) -> Path:
-        key = (family, *sorted(overrides.items()))
-        if key not in made:
-            made[key] = save_tiny_checkpoint(family, tmp_path_factory.mktemp(family), **overrides)
-        return made[key]
-
-    return make
-
-
 def load(path: Path, family: str, **kwargs: Any) -> Any:
     return getattr(transformers, AUTO_CLASS[family]).from_pretrained(path, **kwargs).eval()
-
-
-def full_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """CPU copies of every parameter and buffer, non-persistent ones and tied aliases included."""
-    named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
-    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in named}
-
-
-def assert_restored(before: dict[str, torch.Tensor], model: torch.nn.Module) -> None:
-    differing = states_bit_equal(before, full_state(model))
-    assert not differing, f"not bit-exact after restore: {differing[:5]}"
 
 
 def assert_changed(before: dict[str, torch.Tensor], model: torch.nn.Module) -> None:

@@ -24,36 +24,13 @@ from invarlock_hf.snapshot import (
     restore_chunked_snapshot,
     write_chunked_snapshot,
 )
-from invarlock_hf.testing import AUTO_CLASS, save_tiny_checkpoint
+from invarlock_hf.testing import AUTO_CLASS, assert_restored, full_state
 
 SMALL_SHARDS = 8 * 1024  # bytes: forces several shards on the tiny models
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    made: dict[tuple[Any, ...], Path] = {}
-
-    def make(family: str, **overrides: Any) -> Path:
-        key = (family, *sorted(overrides.items()))
-        if key not in made:
-            made[key] = save_tiny_checkpoint(family, tmp_path_factory.mktemp(family), **overrides)
-        return made[key]
-
-    return make
-
-
 def load(path: Path, family: str = "gpt2") -> Any:
     return getattr(transformers, AUTO_CLASS[family]).from_pretrained(path).eval()
-
-
-def full_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
-    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in named}
-
-
-def assert_restored(before: dict[str, torch.Tensor], model: torch.nn.Module) -> None:
-    differing = states_bit_equal(before, full_state(model))
-    assert not differing, f"not bit-exact after restore: {differing[:5]}"
 
 
 @pytest.fixture
