@@ -107,3 +107,18 @@ class RestoreVerificationError(InvarlockError):
     """After a failed gate the model could not be proved back to its baseline weights bit for bit."""
 
     code = "restore_unverified"
+
+
+# -- PEFT adapters (invarlock-peft) ----------------------------------------------------------------
+
+
+class PeftBaseNotFoundError(ModelLoadError):
+    """A PEFT adapter's base model cannot be found: not named, not a local path, or not available offline."""
+
+    code = "peft_base_not_found"
+
+
+class PeftBaseChangedError(SnapshotMismatchError):
+    """An adapter-only snapshot is restored over base weights that differ from those it was taken over."""
+
+    code = "peft_base_changed"
