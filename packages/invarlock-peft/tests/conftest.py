@@ -123,6 +123,12 @@ def added_tokens() -> tuple[str, ...]:
     return ADDED_TOKENS
 
 
+@pytest.fixture(scope="session", name="make_adapter")
+def make_adapter_fixture() -> Any:
+    """:func:`make_adapter`, for tests that build an adapter of their own."""
+    return make_adapter
+
+
 @pytest.fixture(scope="session")
 def inputs() -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
