@@ -14,8 +14,8 @@ from invarlock.adapters import Adapter
 from invarlock.types import AdapterSpec, Resolution, Role
 from invarlock_hf.models import is_transformers_model
 
-# The snapshot hookimpls live with the snapshot engine; importing them here registers them.
-from invarlock_hf.snapshot.hooks import (
+# The snapshot hookimpls (glue to invarlock-torch's engine); importing them here registers them.
+from invarlock_hf.snapshot import (
     invarlock_restore,
     invarlock_restore_chunked,
     invarlock_snapshot,
