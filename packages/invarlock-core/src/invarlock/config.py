@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from invarlock.certification.evaluation.gate import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_MAX_RATIO
+from invarlock.certification.evaluation.scoring import DEFAULT_BATCH_SIZE
+from invarlock.certification.evaluation.windows import DEFAULT_SEED, DEFAULT_SEQ_LEN, DEFAULT_WINDOWS
 from invarlock.errors import ConfigError
-from invarlock.evaluation.gate import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_MAX_RATIO
 
 SNAPSHOT_MODES = ("auto", "memory", "chunked")
 DATASET_PROVIDERS = ("pydoc", "file", "hf", "wikitext2")
@@ -63,15 +65,15 @@ SCHEMA: Schema = {
         "config": Key(_STR),
         "split": Key(_STR),
         "text_field": Key(_STR, "text"),
-        "seq_len": Key(_INT, 128, minimum=2),
+        "seq_len": Key(_INT, DEFAULT_SEQ_LEN, minimum=2),
         "stride": Key(_OPT_INT, minimum=1),
         "windows": Key(_OPT_INT, minimum=1),
         "preview_n": Key(_OPT_INT, minimum=0),
         "final_n": Key(_OPT_INT, minimum=0),
-        "seed": Key(_INT, 0),
+        "seed": Key(_INT, DEFAULT_SEED),
     },
     "eval": {
-        "batch_size": Key(_INT, 8, minimum=1),
+        "batch_size": Key(_INT, DEFAULT_BATCH_SIZE, minimum=1),
         "metric": {"kind": Key(_STR, "auto", choices=METRIC_KINDS)},
         "gate": {
             "max_ratio": Key(_NUM, DEFAULT_MAX_RATIO, minimum=1.0),
@@ -92,7 +94,6 @@ SCHEMA: Schema = {
     "context": {"snapshot": {"mode": Key(_STR, "auto", choices=SNAPSHOT_MODES), "directory": Key(_STR)}},
     "output": {"dir": Key(_STR, "runs")},
 }
-DEFAULT_WINDOWS = 64
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
