@@ -40,12 +40,16 @@ def invarlock_register_adapters() -> Sequence[AdapterSpec]:
 
 
 @hookspec(firstresult=True)
-def invarlock_resolve_adapter(model_id: str) -> Resolution | None:
+def invarlock_resolve_adapter(model_id: str, options: Mapping[str, Any]) -> Resolution | None:
     """Choose the adapter for a model id or local path, and say why.
 
-    Stops at the first non-None result.
+    Stops at the first non-None result. This is the one decider for adapter ``auto`` and for
+    adapters that resolve (``hf_auto``): core names no backend and reads no load option itself.
 
     :param model_id: a local directory or a hub id.
+    :param options: the load options the model will be loaded with, as given by the user
+        (``quantization_config``, ``dtype``, a backend's own flags...); what they mean is the
+        plugins' to decide.
     :returns: the adapter name and a one-line reason, or None if this plugin cannot decide.
     """
 
