@@ -23,6 +23,7 @@ from invarlock.errors import (
     NetworkDisabledError,
     PluginHookError,
     SnapshotMismatchError,
+    UnsupportedOperationError,
 )
 from invarlock.manager import PluginFaultWarning, get_plugin_manager
 from invarlock.types import AdapterSpec, Resolution, Role, SnapshotSupport
@@ -282,6 +283,24 @@ def test_snapshot_operations_go_to_the_plugin_that_recognises_the_model(
     model = get_adapter("toy").load_model(tmp_path)
     assert get_adapter("frozen_toy").snapshot(model) == {"weights": 1}
     assert toy.calls == ["snapshot"]
+
+
+def test_snapshot_no_is_refused_by_the_plugin_that_recognises_the_model(
+    isolated: None, tmp_path: Path
+) -> None:
+    # The decision (docs/hooks.md, "Snapshot and restore"): the plugin raises, through any adapter.
+    class FrozenPlugin(ToyPlugin):
+        @hookimpl
+        def invarlock_snapshot(self, model: Any, include: Any, same_device: bool) -> Any:
+            if isinstance(model, ToyModel):
+                raise UnsupportedOperationError("toy models cannot be snapshotted; run guards eval-only")
+            return None
+
+    get_plugin_manager().add_plugin(FrozenPlugin(), "frozen")
+    model = get_adapter("frozen_toy").load_model(tmp_path)
+    for name in ("frozen_toy", "toy"):
+        with pytest.raises(UnsupportedOperationError, match=r"^toy models cannot be snapshotted"):
+            get_adapter(name).snapshot(model)
 
 
 def test_resolve_adapter(toy: ToyPlugin) -> None:
