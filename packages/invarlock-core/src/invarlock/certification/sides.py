@@ -8,21 +8,19 @@ every other contact with a model goes through the :class:`~invarlock.adapters.Ad
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from invarlock import network
 from invarlock.adapters import Adapter, get_adapter, resolve_adapter
-from invarlock.errors import InvarlockError, ModelLoadError, ModelNotFoundError
+from invarlock.errors import InvarlockError, ModelLoadError
 from invarlock.manager import get_plugin_manager
 from invarlock.readiness import installed_version
 from invarlock.types import AdapterSpec, Resolution
 
 AUTO = "auto"
-BNB_LOAD_FLAGS = ("load_in_8bit", "load_in_4bit")
 
 
 @dataclass(frozen=True)
@@ -49,14 +47,7 @@ class ChosenAdapter:
 
 def check_model_path(model_id: str, side: str) -> None:
     """Refuse a path-shaped model id that does not exist; a hub id (``org/name``) is left to the adapter."""
-    path = Path(model_id).expanduser()
-    if path.exists():
-        return
-    path_shaped = path.is_absolute() or model_id.startswith((".", "~")) or model_id.count("/") > 1
-    if path_shaped or (os.sep != "/" and os.sep in model_id):
-        raise ModelNotFoundError(
-            f"{side} path {model_id} does not exist; pass an existing checkpoint directory or a hub id"
-        )
+    network.check_model_path(model_id, side)
 
 
 def choose_adapter(
@@ -65,12 +56,8 @@ def choose_adapter(
     """The adapter for one side: named explicitly, or resolved from that side's own checkpoint."""
     if requested != AUTO:
         resolution = Resolution(requested, f"named with {flag}")
-    elif any(load_options.get(key) for key in BNB_LOAD_FLAGS):
-        # bitsandbytes quantizes at load time, so the checkpoint cannot tell; the option does.
-        asked = next(key for key in BNB_LOAD_FLAGS if load_options.get(key))
-        resolution = Resolution("hf_bnb", f"{asked} asks for bitsandbytes quantization at load time")
-    else:
-        resolution = resolve_adapter(model_id)
+    else:  # the plugins decide, from the checkpoint and the load options
+        resolution = resolve_adapter(model_id, load_options)
     manager = get_plugin_manager()
     spec = manager.require_ready(resolution.adapter)
     return ChosenAdapter(get_adapter(spec.name), spec, resolution)
