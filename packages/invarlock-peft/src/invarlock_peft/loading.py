@@ -1,7 +1,7 @@
 """Loading a PEFT adapter: find its base, load the base with the base's own adapter, wrap it.
 
 The base comes from the ``base`` option or the adapter's ``base_model_name_or_path``; it is loaded
-by the adapter invarlock-hf's resolver picks for it (``hf_causal``, ``hf_mlm``, ``hf_seq2seq``,
+by the adapter the resolve hook (core's one decider) picks for it (``hf_causal``, ``hf_mlm``, ``hf_seq2seq``,
 ``hf_bnb`` for a bitsandbytes base: the QLoRA case...), with the remaining load options. When the
 adapter carries embedding rows for tokens it added, the base's embeddings are resized to that
 vocabulary first. ``peft.PeftModel.from_pretrained`` then wraps the base; with ``merge=True`` the
@@ -222,13 +222,12 @@ def _in_hub_cache(model_id: str, revision: str | None, cache_dir: str | None) ->
 
 def _load_base(base: str, device: str, options: dict[str, Any], config: dict[str, Any]) -> tuple[Any, str]:
     """The base model, loaded by the adapter invarlock-hf's resolver chooses for it, and that name."""
-    from invarlock.adapters import get_adapter
-    from invarlock_hf.resolve import resolve
+    from invarlock.adapters import get_adapter, resolve_adapter
 
     base_options = dict(options)
     if config.get("revision") and not Path(base).exists():
         base_options.setdefault("revision", config["revision"])
-    chosen = resolve(base, base_options).adapter
+    chosen = resolve_adapter(base, base_options).adapter
     if chosen == "hf_peft":
         raise ModelLoadError(f"the base {base} is itself a PEFT adapter; pass the base model it was trained on")
     # Through the base adapter's own entry: a missing distribution or backend gets its pip command.

@@ -2,7 +2,7 @@
 
 Imports nothing heavy: torch, transformers and peft are imported inside the hookimpls. The plugin
 claims directories holding ``adapter_config.json`` in the resolve hook (ahead of invarlock-hf's
-resolver, which would otherwise pick the base's adapter by default), loads the base through the
+resolver, which reads only ``config.json``), so ``auto`` and ``hf_auto`` load them with ``hf_peft``, loads the base through the
 base's own adapter and wraps it, and answers the hooks keyed by the model for ``peft.PeftModel``
 objects: describe (the base's description plus a ``peft`` block), scoring, and adapter-only
 snapshots. A merged model (``merge=True``) is a plain transformers model: invarlock-hf (or
@@ -53,7 +53,7 @@ def _is_peft_model(model: Any) -> bool:
 
 
 @hookimpl(tryfirst=True)
-def invarlock_resolve_adapter(model_id: str) -> Resolution | None:
+def invarlock_resolve_adapter(model_id: str, options: Mapping[str, Any]) -> Resolution | None:
     from invarlock_peft.loading import ADAPTER_CONFIG, BASE_FIELD, is_adapter_directory, read_adapter_config
 
     if not is_adapter_directory(model_id):

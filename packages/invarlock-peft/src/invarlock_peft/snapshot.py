@@ -1,7 +1,7 @@
 """Snapshots of PEFT models: adapter-only by default, with a CRC-32 proof that the base is unchanged.
 
 An adapter edit leaves the base untouched, so by default a snapshot holds only the adapter's
-tensors (:func:`invarlock_peft.adapters.adapter_prefixes`) through invarlock-hf's snapshot engine:
+tensors (:func:`invarlock_peft.adapters.adapter_prefixes`) through the snapshot engine (invarlock-torch):
 bit-exact, in memory and chunked, and the size of the adapter rather than of the model. It also
 records a digest of every base tensor (CRC-32 over names, dtypes, shapes and bytes, and
 bitsandbytes' quantization state for a quantized base). A restore computes the digest again and
@@ -23,21 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from invarlock.errors import PeftBaseChangedError, SnapshotMismatchError
-from invarlock_hf.snapshot import (
+from invarlock_peft.adapters import adapter_prefixes, base_tensors
+from invarlock_peft.loading import load_info
+from invarlock_torch import (
     ModelSnapshot,
+    crc32,
     read_manifest,
     restore_chunked_snapshot,
     restore_snapshot,
     take_snapshot,
     write_chunked_snapshot,
 )
-from invarlock_peft.adapters import adapter_prefixes, base_tensors
-from invarlock_peft.loading import load_info
-
-try:  # ISA-L computes the very same CRC-32 as zlib about four times faster
-    from isal.isal_zlib import crc32
-except ImportError:
-    from zlib import crc32
 
 DIGEST_KEY = "base_digest"
 """The setting an adapter-only chunked snapshot records its base digest under."""
