@@ -157,3 +157,8 @@ def test_qlora_loads_the_4bit_base_with_hf_bnb(
     assert description["quantization"]["method"] == "bitsandbytes" and description["quantization"]["bits"] == 4
     base_logits = get_adapter("hf_bnb").logits(get_adapter("hf_bnb").load_model(llama_nf4_base), inputs)
     assert not torch.allclose(logits_of(model, inputs), base_logits, atol=1e-4)
+
+
+def test_hf_auto_loads_an_adapter_directory_with_hf_peft(llama_lora: Path) -> None:
+    model = get_adapter("hf_auto").load_model(llama_lora, device="cpu")
+    assert is_peft_model(model)

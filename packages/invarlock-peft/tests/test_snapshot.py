@@ -62,7 +62,7 @@ def test_the_chunked_snapshot_is_adapter_sized_and_round_trips(adapter_dir: Path
     model = adapter.load_model(adapter_dir, device="cpu")
     before = full_state(model)
     path = adapter.snapshot_chunked(model, tmp_path)
-    from invarlock_hf.snapshot import read_manifest
+    from invarlock_torch import read_manifest
 
     manifest = read_manifest(path)
     expected = adapter_param_bytes(model)
