@@ -13,7 +13,7 @@ from transformers import BitsAndBytesConfig
 
 from invarlock.adapters import HF_BNB_Adapter, get_adapter, resolve_adapter
 from invarlock.errors import ModelLoadError, UnsupportedOperationError
-from invarlock.testing import model_state, states_bit_equal
+from invarlock.testing import differing_tensors, full_state
 from invarlock_bnb.plugin import HF_BNB_Adapter as PluginClass
 from invarlock_hf.resolve import resolve
 from invarlock_hf.testing import save_tiny_checkpoint, save_tiny_tokenizer
@@ -197,7 +197,7 @@ def test_8bit_checkpoint_reloads_with_no_arguments(
     in_memory = adapter.load_model(llama_path, device="cpu", load_in_8bit=True)
     reloaded = adapter.load_model(llama_int8_path, device="cpu")
     assert all(isinstance(m, bnb.nn.Linear8bitLt) for m in bnb_modules(reloaded).values())
-    assert not states_bit_equal(model_state(in_memory), model_state(reloaded))
+    assert not differing_tensors(full_state(in_memory), full_state(reloaded))
     assert torch.equal(adapter.logits(reloaded, inputs), adapter.logits(in_memory, inputs))
 
 
@@ -228,10 +228,10 @@ def test_quantized_checkpoint_keeps_its_bit_width(adapter: Any, llama_int8_path:
 )
 def test_moving_a_loaded_model_is_refused(adapter: Any, llama_path: Path, inputs: Any, move: Any) -> None:
     model = adapter.load_model(llama_path, device="cpu")
-    before, logits = model_state(model), adapter.logits(model, inputs)
+    before, logits = full_state(model), adapter.logits(model, inputs)
     with pytest.raises(UnsupportedOperationError, match=r"load it again where you want it.*device="):
         move(model)
-    assert not states_bit_equal(before, model_state(model))
+    assert not differing_tensors(before, full_state(model))
     assert torch.equal(adapter.logits(model, inputs), logits)
 
 
