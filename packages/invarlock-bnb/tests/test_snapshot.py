@@ -18,7 +18,7 @@ from invarlock.errors import SnapshotMismatchError, UnsupportedOperationError
 from invarlock.testing import AdapterConformance, differing_tensors, full_state, mutate_weights
 from invarlock_bnb.layers import quantization_state
 from invarlock_hf.snapshot import take_snapshot
-from invarlock_hf.testing import save_tiny_checkpoint
+from invarlock_hf.testing import save_tiny_checkpoint, save_tiny_tokenizer
 
 
 def mutate_everything(model: Any) -> None:
@@ -34,6 +34,11 @@ def mutate_everything(model: Any) -> None:
 
 class BnbConformance(AdapterConformance):
     adapter_name = "hf_bnb"
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def tokenizer_model_id(cls, tmp_path_factory: pytest.TempPathFactory) -> str:
+        return str(save_tiny_tokenizer(tmp_path_factory.mktemp("tokenizer")))
 
     def mutate(self, model: Any) -> None:
         # state_dict() carries SCB / absmax / quant maps, so the kit's bit-exact check covers them
@@ -54,6 +59,13 @@ class TestInt8Conformance(BnbConformance):
     def other_model_id(cls, gpt2_path: Path) -> str:
         return str(gpt2_path)
 
+    @pytest.fixture(scope="class")
+    @classmethod
+    def expected_resolution(cls) -> str:
+        # A full-precision checkpoint: on its own it resolves to hf_causal; the load options choose
+        # bitsandbytes.
+        return "hf_causal"
+
 
 class TestNF4DoubleQuantConformance(BnbConformance):
     load_kwargs: ClassVar[dict[str, Any]] = {
@@ -71,6 +83,13 @@ class TestNF4DoubleQuantConformance(BnbConformance):
     @classmethod
     def other_model_id(cls, llama_path: Path) -> str:
         return str(llama_path)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def expected_resolution(cls) -> str:
+        # A full-precision checkpoint: on its own it resolves to hf_causal; the load options choose
+        # bitsandbytes.
+        return "hf_causal"
 
 
 class TestQuantizedCheckpointConformance(BnbConformance):

@@ -14,7 +14,7 @@ def test_every_hook_has_a_kit_test() -> None:
     covered = covered_hooks(AdapterConformance)
     missing = sorted(HOOK_NAMES - set(covered))
     assert not missing, f"hooks with no conformance test (decorate one with @covers): {missing}"
-    assert HOOK_NAMES == {name for name in dir(invarlock.hookspecs) if name.startswith("invarlock_")}
+    assert {name for name in dir(invarlock.hookspecs) if name.startswith("invarlock_")} == HOOK_NAMES
 
 
 def test_kit_tests_cover_only_real_hooks() -> None:
