@@ -39,6 +39,11 @@ class TestConformance(AdapterConformance):
     def other_model_id(cls, opt_awq: Path) -> str:
         return str(opt_awq)
 
+    @pytest.fixture(scope="class")
+    @classmethod
+    def tokenizer_model_id(cls, llama_base: Path) -> str:
+        return str(llama_base)  # the full-precision checkpoint the quantized one was made from
+
 
 class TestConformanceFloat32(TestConformance):
     load_kwargs = {"dtype": "float32"}  # noqa: RUF012 - the kit's own ClassVar

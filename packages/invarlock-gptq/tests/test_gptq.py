@@ -39,6 +39,11 @@ class TestConformanceV1(AdapterConformance):
     def other_model_id(cls, opt_gptq: Path) -> str:
         return str(opt_gptq)
 
+    @pytest.fixture(scope="class")
+    @classmethod
+    def tokenizer_model_id(cls, llama_base: Path) -> str:
+        return str(llama_base)  # the full-precision checkpoint the quantized one was made from
+
 
 class TestConformanceV2(TestConformanceV1):
     @pytest.fixture(scope="class")

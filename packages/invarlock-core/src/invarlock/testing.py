@@ -223,7 +223,7 @@ class AdapterConformance:
     @classmethod
     def expected_resolution(cls) -> str:
         """The adapter ``--adapter auto`` must pick for ``model_id``: this one, unless overridden."""
-        return cls.adapter_name
+        return str(cls.adapter_name)
 
     @pytest.fixture
     def adapter(self) -> Adapter:
