@@ -11,7 +11,7 @@ import torch
 
 from invarlock.adapters import get_adapter
 from invarlock.errors import PeftBaseChangedError, SnapshotCorruptError, SnapshotMismatchError
-from invarlock_hf.testing import assert_restored, full_state
+from invarlock.testing import assert_restored, full_state
 from invarlock_peft.adapters import adapter_tensors, base_tensors
 
 

@@ -75,6 +75,18 @@ def _load_block(info: PeftLoad | None) -> dict[str, Any]:
     }
 
 
+def add_vocab_growth(description: dict[str, Any], info: PeftLoad | None) -> None:
+    """Declare the adapter's added tokens as the contract's ``vocab_growth``, so certify accepts
+    exactly that growth of the vocabulary and nothing else."""
+    if info is None or info.vocab_size <= info.base_vocab_size:
+        return
+    description["vocab_growth"] = {
+        "base_vocab_size": info.base_vocab_size,
+        "vocab_size": info.vocab_size,
+        "added_tokens": list(info.added_tokens) if info.added_tokens is not None else None,
+    }
+
+
 def describe_peft_model(model: Any) -> dict[str, Any] | None:
     """The base's description with the ``peft`` block, or None when no plugin describes the base."""
     from invarlock.manager import get_plugin_manager
@@ -96,6 +108,7 @@ def describe_peft_model(model: Any) -> dict[str, Any] | None:
         "added_tokens": _tokens_block(info, description["vocab_size"]),
         **_load_block(info),
     }
+    add_vocab_growth(description, info)
     return description
 
 
@@ -114,4 +127,5 @@ def add_merged_block(description: dict[str, Any], info: PeftLoad) -> dict[str, A
         "added_tokens": _tokens_block(info, description["vocab_size"]),
         **_load_block(info),
     }
+    add_vocab_growth(description, info)
     return description
