@@ -11,12 +11,17 @@ import pytest
 
 from invarlock.cli import main
 
+SCHEMA = Path(__file__).resolve().parents[3] / "docs" / "schemas" / "certificate.v1.json"
 FAST = ["--seq-len", "16", "--windows", "8", "--bootstrap", "200", "--device", "cpu"]
 
 
 def certify(baseline: Path, subject: Path, out: Path, *extra: str) -> tuple[int, dict[str, Any]]:
     code = main(["certify", "--baseline", str(baseline), "--subject", str(subject), "--out", str(out), *FAST, *extra])
     certificate = json.loads((out / "certificate.json").read_text()) if code in (0, 1) else {}
+    if certificate:
+        import jsonschema
+
+        jsonschema.validate(certificate, json.loads(SCHEMA.read_text()))
     return code, certificate
 
 
