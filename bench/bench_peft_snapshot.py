@@ -27,7 +27,6 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from snapshot_timing import (
@@ -109,7 +108,10 @@ def main() -> int:
         on_disk = directory_bytes(chunked)
         shutil.rmtree(chunked)
         print(f"base: llama {SHAPE}, fp32, {base_bytes / 1e6:.1f} MB in {len(base)} tensors")
-        print(f"adapter: LoRA r={args.rank} on {', '.join(TARGETS)}: {lora_bytes / 1e6:.2f} MB in {len(lora)} tensors")
+        print(
+            f"adapter: LoRA r={args.rank} on {', '.join(TARGETS)}: "
+            f"{lora_bytes / 1e6:.2f} MB in {len(lora)} tensors"
+        )
         print(
             f"adapter-only snapshot: {snapshot.nbytes} bytes in memory "
             f"({snapshot.nbytes / lora_bytes - 1:+.3%} of the adapter's parameter bytes), "
@@ -127,16 +129,22 @@ def main() -> int:
         full_model = adapter.load_model(adapter_dir, device="cpu", snapshot="full")
         whole = [
             interleaved("adapter-only", clone_everything, lambda: adapter.snapshot(model), args.repeats),
-            interleaved("full snapshot", clone_everything, lambda: adapter.snapshot(full_model), args.repeats),
+            interleaved(
+                "full snapshot", clone_everything, lambda: adapter.snapshot(full_model), args.repeats
+            ),
         ]
         print_rows("vs clone all", whole)
-        del full_model
 
         base_list = list(base.values())
         digest_rows = [
-            interleaved("CRC-32 digest", lambda: sha256_of(base_list), lambda: base_digest(model), args.repeats),
             interleaved(
-                "CRC-32 vs clone", lambda: [t.clone() for t in base_list], lambda: base_digest(model), args.repeats
+                "CRC-32 digest", lambda: sha256_of(base_list), lambda: base_digest(model), args.repeats
+            ),
+            interleaved(
+                "CRC-32 vs clone",
+                lambda: [t.clone() for t in base_list],
+                lambda: base_digest(model),
+                args.repeats,
             ),
         ]
         print_rows("digest (bare=sha256, then clone)", digest_rows)

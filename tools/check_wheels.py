@@ -162,11 +162,15 @@ class Checker:
         items = listing["adapters"]
         catalogue = subprocess.run(
             [str(python), "-c", "from invarlock.catalogue import FIRST_PARTY; print(len(FIRST_PARTY))"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         expected_count = int(catalogue.stdout)
         if len(items) != expected_count or any(item["origin"] != "first-party" for item in items):
-            self.fail(CORE, f"expected the {expected_count} catalogue adapters, got {[i['name'] for i in items]}")
+            self.fail(
+                CORE, f"expected the {expected_count} catalogue adapters, got {[i['name'] for i in items]}"
+            )
         for item in items:
             expected = f"pip install {item['distribution']}"
             if item["status"] == "needs_extra" and item["install"] == expected:

@@ -99,7 +99,9 @@ def base_digest(model: Any, prefixes: list[str] | None = None) -> str:
             keep.append(data)
             view = memoryview(data.numpy())
             total += len(view)
-            pieces += [(index, view[i : i + DIGEST_CHUNK_BYTES]) for i in range(0, len(view), DIGEST_CHUNK_BYTES)]
+            pieces += [
+                (index, view[i : i + DIGEST_CHUNK_BYTES]) for i in range(0, len(view), DIGEST_CHUNK_BYTES)
+            ]
         with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
             crcs = list(pool.map(lambda piece: crc32(piece[1]), pieces))
     per_tensor: list[list[int]] = [[] for _ in tensors]
@@ -129,7 +131,7 @@ def _adapter_prefixes_or_refuse(model: Any) -> list[str]:
     prefixes = adapter_prefixes(model)
     if not prefixes:
         raise SnapshotMismatchError(
-            "this PeftModel holds no adapter tensors to snapshot; load it with snapshot=\"full\""
+            'this PeftModel holds no adapter tensors to snapshot; load it with snapshot="full"'
         )
     return prefixes
 
