@@ -142,7 +142,8 @@ def _check_base(model: Any, recorded: str, where: str, prefixes: list[str] | Non
         raise PeftBaseChangedError(
             f"the base weights differ from those {where} was taken over ({now} now, {recorded} then): "
             "the base was edited since, or this is another base, and an adapter-only snapshot cannot "
-            'restore a base; reload the model, or load it with snapshot="full" to snapshot the base too'
+            'restore a base; reload the model, or load it with snapshot="full" (model.snapshot: full in a '
+            "run configuration) to snapshot the base too"
         )
 
 
