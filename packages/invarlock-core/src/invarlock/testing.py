@@ -78,7 +78,7 @@ __all__ = [
 def full_state(model: Any) -> dict[str, Any]:
     """CPU copies of every tensor a restore must bring back, by name.
 
-    The state dict (which carries what layers keep outside parameters, such as bitsandbytes'
+    The state dict (which carries what layers keep outside parameters, such as a quantized layer's
     quantization state), plus every parameter and buffer under every name it is reachable by:
     non-persistent buffers (rotary caches) and tied aliases (``lm_head.weight`` beside the
     embedding) included. The one definition of a model's state used by every bit-exactness check.
