@@ -10,6 +10,8 @@ from invarlock.cli import certify, describe, plugins, run
 from invarlock.errors import InvarlockError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, as a shell reports a command stopped by Ctrl-C."""
 
 
 class _VersionAction(argparse.Action):
@@ -46,3 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvarlockError as exc:
         print(f"invarlock: error [{exc.code}]: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        # Outputs are written all-or-nothing at the end, so an interrupted run leaves none behind.
+        print(
+            f"\ninvarlock: interrupted; {args.command} stopped before it finished and wrote no results",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
