@@ -24,7 +24,7 @@ from invarlock.errors import (
 )
 from invarlock.network import ALLOW_NETWORK_ENV
 from invarlock_hf.loading import from_pretrained_kwargs, parse_dtype, pick_device
-from invarlock_hf.testing import tiny_model
+from invarlock_hf.testing import save_tiny_tokenizer, tiny_model
 
 
 def parameter_dtypes(model: Any) -> set[torch.dtype]:
@@ -472,3 +472,66 @@ def test_remote_code_is_refused_with_our_advice(checkpoints: Any, tmp_path: Path
         "pass --trust-remote-code (trust_remote_code=True) only if you trust that code"
     )
     assert not marker.exists(), "the checkpoint's code ran"
+
+
+# -- the same refusals as the command line shows them ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        (lambda text, path: (path / "config.json").write_text(text[:-5]), "checkpoint_config_invalid"),
+        (
+            lambda text, path: (path / "config.json").write_text(
+                text.replace('"architectures": [', '"architectures": "GPT2LMHeadModel", "x": [')
+            ),
+            "checkpoint_config_invalid",
+        ),
+        (
+            lambda text, path: (path / "config.json").write_text(
+                text.replace("{", '{"quantization_config": "gptq", ', 1)
+            ),
+            "checkpoint_config_invalid",
+        ),
+        (
+            lambda text, path: (path / "config.json").write_text(
+                text.replace("{", '{"n_layer": 1000000000, ', 1).replace(
+                    '"n_layer": 2', '"n_layer": 1000000000'
+                )
+            ),
+            "checkpoint_config_implausible",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["describe", "certify"])
+def test_the_cli_answers_a_broken_checkpoint_with_one_line(
+    checkpoints: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any, code: str, command: str
+) -> None:
+    from invarlock.cli import main
+
+    text = (Path(checkpoints.path("gpt2")) / "config.json").read_text()
+    path = copy_checkpoint(checkpoints, "gpt2", tmp_path / "ckpt")
+    save_tiny_tokenizer(path)
+    make(text, path)
+    args = (
+        [command, str(path)]
+        if command == "describe"
+        else [command, "--baseline", str(path), "--subject", str(path)]
+    )
+    assert main([*args, "--out", str(tmp_path / "out")] if command == "certify" else args) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"invarlock: error [{code}]: {path / 'config.json'}")
+    assert captured.err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_cli_answers_a_weights_file_given_as_the_model(
+    checkpoints: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from invarlock.cli import main
+
+    weights = Path(checkpoints.path("gpt2")) / "model.safetensors"
+    assert main(["describe", str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"invarlock: error [checkpoint_not_a_directory]: {weights} is a file")
+    assert err.count("\n") == 1
