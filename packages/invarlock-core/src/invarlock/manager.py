@@ -354,12 +354,12 @@ class InvarlockPluginManager(pluggy.PluginManager):
                 caller = self.subset_hook_caller(hook_name, [self.get_plugin(name) for name, _ in skipped])
                 continue
             if skipped and result is None:
-                culprit, exc = skipped[0]
+                first_culprit, first_error = skipped[0]
                 raise self._plugin_failed(
-                    culprit, hook_name, exc, ", and no other plugin answers for this request"
-                ) from exc
-            for culprit, exc in skipped:
-                self._record_fault(culprit, hook_name, exc)
+                    first_culprit, hook_name, first_error, ", and no other plugin answers for this request"
+                ) from first_error
+            for skipped_plugin, error in skipped:
+                self._record_fault(skipped_plugin, hook_name, error)
             return result
 
     def plugin_of_adapter(self, adapter: str) -> str | None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from invarlock.cli import certify, describe, plugins, run
 from invarlock.errors import InvarlockError
@@ -37,7 +39,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_plugin_faults_plainly() -> None:
+    """A plugin fault is reported as one ``invarlock: warning:`` line, not Python's two-line warning."""
+    from invarlock.manager import PluginFaultWarning
+
+    shown = warnings.showwarning
+    if getattr(shown, "plain_plugin_faults", False):
+        return
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, PluginFaultWarning):
+            print(f"invarlock: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    show.plain_plugin_faults = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _show_plugin_faults_plainly()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
