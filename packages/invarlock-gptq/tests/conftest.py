@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # The base checkpoints are fixtures shared with the other packed family's tests; fixtures below
 # take them as arguments by name, which ruff reads as redefinitions.
-from invarlock_gptq.testing import checkpoints, llama_base, opt_base, quantize_checkpoint  # noqa: F401
+from invarlock_packed.testing import checkpoints, llama_base, opt_base, quantize_checkpoint  # noqa: F401
 
 
 @pytest.fixture(scope="session")
