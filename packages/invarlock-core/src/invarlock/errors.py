@@ -182,3 +182,18 @@ class RestoreVerificationError(InvarlockError):
     """After a failed gate the model could not be proved back to its baseline weights bit for bit."""
 
     code = "restore_unverified"
+
+
+# -- snapshot engine (invarlock-torch): failures after writing began, failed snapshot writes ------
+
+
+class SnapshotPartiallyRestoredError(InvarlockError):
+    """A restore failed after it had started writing into the model: the model is partly restored."""
+
+    code = "snapshot_partially_restored"
+
+
+class SnapshotWriteError(InvarlockError):
+    """A chunked snapshot could not be written (disk full, read-only, not a directory); nothing is left."""
+
+    code = "snapshot_write_failed"
