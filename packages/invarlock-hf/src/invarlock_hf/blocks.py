@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from invarlock_hf.structure import config_field
+
 SOFTMAX_TYPES = ("full_attention", "sliding_attention", "chunked_attention")
 
 _ATTENTION_CLASS = re.compile(r"attention|attn", re.IGNORECASE)
@@ -23,7 +25,8 @@ _LINEAR_MIXER_CLASS = re.compile(
     r"LinearAttention|DeltaNet|GatedDelta|Lightning|Retention|RwkvSelfAttention|TimeMix", re.IGNORECASE
 )
 _OTHER_TOWER = re.compile(
-    r"vision|visual|image|audio|speech|vit$|siglip|clip|patch|projector|multi_modal|mm_", re.IGNORECASE
+    r"vision|visual|image|video|audio|speech|vit$|siglip|clip|patch|projector|multi_modal|mm_|resampler|perceiver",
+    re.IGNORECASE,
 )
 
 _Q = {"q_proj", "query", "q", "q_lin", "wq", "query_proj", "to_q", "q_b_proj"}
@@ -43,6 +46,8 @@ class Block:
     """What one transformer block's modules say."""
 
     layer_type: str = "unknown"
+    layer_type_stated: bool = False
+    """True when a module names the softmax attention type itself (not only a window size)."""
     heads: int = 0
     kv_heads: int = 0
     mlp_dim: int = 0
@@ -123,11 +128,15 @@ def block_stacks(model: Any) -> list[tuple[str, Any]]:
     return found
 
 
-def is_other_tower(path: str) -> str | None:
-    """The tower's name when ``path`` is inside a vision / audio tower, else None."""
-    for part in path.split("."):
+def is_other_tower(path: str, modules: Any = None) -> str | None:
+    """The tower's name when the block list at ``path`` is a vision / audio tower (by its path,
+    or by its blocks' class name), else None."""
+    parts = path.split(".")
+    for part in parts:
         if _OTHER_TOWER.search(part):
             return part
+    if modules is not None and len(modules) and _OTHER_TOWER.search(type(modules[0]).__name__):
+        return parts[-2] if len(parts) > 1 else parts[-1]
     return None
 
 
@@ -247,6 +256,8 @@ def mlp_width(module: Any, hidden: int, skip: list[str]) -> tuple[int | None, st
     if not widths:
         return None, None
     if len(widths) > 1:
+        widths.discard(hidden)  # a square gate beside the MLP (RWKV's receptance) is not its width
+    if len(widths) > 1:
         return None, f"projections back to the hidden size have different widths ({sorted(widths)})"
     return widths.pop(), None
 
@@ -321,7 +332,7 @@ def read_block(block: Any, hidden: int, config_heads: int | None, config_top_k: 
                 break
             heads, kv = heads + h, kv + k
         found.heads, found.kv_heads = heads, kv
-        found.layer_type = _softmax_type(block, own)
+        found.layer_type, found.layer_type_stated = _softmax_type(block, own)
     elif mixers:
         found.layer_type = mixers[0][1]
     else:
@@ -345,22 +356,32 @@ def read_block(block: Any, hidden: int, config_heads: int | None, config_top_k: 
     return found
 
 
-def _softmax_type(block: Any, attention_names: list[str]) -> str:
-    """full / sliding / chunked from the block's and its attention's own attributes; "" when they say nothing."""
-    for module in (block, *(block.get_submodule(n) for n in attention_names)):
+def _softmax_type(block: Any, attention_names: list[str]) -> tuple[str, bool]:
+    """(full / sliding / chunked, stated) from the block's and its attention's own attributes.
+
+    ``stated`` is True when a module names its type (``layer_type``, ``attention_type``,
+    ``is_sliding``); a bare ``sliding_window`` attribute only hints, since some attention classes
+    keep the window on every layer and apply it by the config's ``layer_types``. ("", False)
+    when the modules say nothing.
+    """
+    modules = (block, *(block.get_submodule(n) for n in attention_names))
+    for module in modules:
+        attributes = vars(module)
         for attribute in ("layer_type", "attention_type"):
-            value = vars(module).get(attribute)
+            value = attributes.get(attribute)
             if value in SOFTMAX_TYPES:
-                return str(value)
+                return str(value), True
             if value == "local":
-                return "sliding_attention"
+                return "sliding_attention", True
             if value == "global":
-                return "full_attention"
-        if isinstance(vars(module).get("sliding_window"), int) and vars(module)["sliding_window"] > 0:
-            return "sliding_attention"
-        if vars(module).get("is_sliding") is True:
-            return "sliding_attention"
-    return ""
+                return "full_attention", True
+        if isinstance(attributes.get("is_sliding"), bool):
+            return ("sliding_attention" if attributes["is_sliding"] else "full_attention"), True
+    for module in modules:
+        window = vars(module).get("sliding_window")
+        if isinstance(window, int) and not isinstance(window, bool) and window > 0:
+            return "sliding_attention", False
+    return "", False
 
 
 def read_stack(path: str, modules: Any, hidden: int, config_heads: int | None, config_top_k: int | None) -> Stack:
@@ -390,7 +411,7 @@ def language_config(config: Any) -> Any:
 
 def _stated(config: Any, names: tuple[str, ...]) -> int | None:
     for name in names:
-        value = getattr(config, name, None)
+        value = config_field(config, name)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return None
@@ -406,8 +427,8 @@ def _hidden_size(model: Any, text_config: Any) -> int | None:
         return None
 
 
-def _text_stacks(stacks: list[tuple[str, Any]], role: str) -> list[tuple[str, Any]]:
-    text = [(path, modules) for path, modules in stacks if is_other_tower(path) is None]
+def text_stacks(stacks: list[tuple[str, Any]], role: str) -> list[tuple[str, Any]]:
+    text = [(path, modules) for path, modules in stacks if is_other_tower(path, modules) is None]
     if role == "seq2seq":
         encoders = [s for s in text if "encoder" in s[0].split(".")]
         decoders = [s for s in text if s not in encoders]
@@ -439,7 +460,7 @@ def layer_structure(model: Any, text_config: Any, from_config: dict[str, Any]) -
 
     hidden = _hidden_size(model, text_config)
     all_stacks = block_stacks(model)
-    text = _text_stacks(all_stacks, role)
+    text = text_stacks(all_stacks, role)
     config_heads = _stated(text_config, ("num_attention_heads", "n_head", "num_heads", "n_heads"))
     config_top_k = _stated(text_config, _TOP_K_FIELDS)
     stacks = [read_stack(path, modules, hidden or 0, config_heads, config_top_k) for path, modules in text]
@@ -548,9 +569,9 @@ def _expand_shared_layers(text_config: Any, stacks: list[Stack]) -> None:
 
 
 def _layer_types(text_config: Any, stacks: list[Stack], model_type: str, refuse: Any) -> list[str]:
-    stated = getattr(text_config, "layer_types", None)
-    sliding_window = getattr(text_config, "sliding_window", None)
-    sliding_on = isinstance(sliding_window, int) and getattr(text_config, "use_sliding_window", True) is not False
+    stated = config_field(text_config, "layer_types")
+    sliding_window = config_field(text_config, "sliding_window")
+    sliding_on = isinstance(sliding_window, int) and config_field(text_config, "use_sliding_window") is not False
     types: list[str] = []
     index = 0
     for stack in stacks:
@@ -567,7 +588,7 @@ def _layer_types(text_config: Any, stacks: list[Stack], model_type: str, refuse:
             elif config_kind is not None and config_kind not in SOFTMAX_TYPES:
                 refuse("layer_types", f"the module has softmax attention, the config says {config_kind}", index)
                 kind = "unknown"
-            elif kind and config_kind and kind != config_kind:
+            elif kind and config_kind and kind != config_kind and block.layer_type_stated:
                 refuse("layer_types", f"the attention module says {kind}, the config says {config_kind}", index)
                 kind = "unknown"
             elif config_kind:
@@ -605,6 +626,8 @@ def _cross_check_known(
             elif found != rule:
                 refuse(key, f"the modules have {name} {found}, the config rules say {rule}", index)
                 values[index] = 0
+                if key != "mlp_dims":  # query and KV heads stand or fall together
+                    heads[index] = kv_heads[index] = 0
 
 
 def _cross_check_stated(
@@ -625,7 +648,7 @@ def _cross_check_stated(
             heads[index] = kv_heads[index] = 0
         if kv_heads[index] and stated_kv and kv_heads[index] != stated_kv:
             refuse("kv_heads_per_layer", f"the modules have {kv_heads[index]} KV heads, the config says {stated_kv}", index)
-            kv_heads[index] = 0
+            heads[index] = kv_heads[index] = 0
         layer = moe_per_layer[index]
         if layer is not None and stated_experts and layer["num_experts"] != stated_experts:
             refuse("moe_per_layer", f"the modules have {layer['num_experts']} experts, the config says {stated_experts}", index)
@@ -635,7 +658,7 @@ def _towers(model: Any, stacks: list[tuple[str, Any]]) -> dict[str, dict[str, in
     """Vision / audio towers of a multimodal model: blocks, width, parameters."""
     towers: dict[str, dict[str, int]] = {}
     for path, modules in stacks:
-        name = is_other_tower(path)
+        name = is_other_tower(path, modules)
         if name is None:
             continue
         prefix = path.split(name, 1)[0] + name

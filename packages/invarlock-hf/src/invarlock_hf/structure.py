@@ -166,9 +166,18 @@ _KV_HEAD_FIELDS = ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_qu
 _MLP_FIELDS = ("intermediate_size", "ffn_dim", "ffn_hidden_size", "n_inner", "d_ff", "hidden_dim")
 
 
+def config_field(config: Any, name: str) -> Any:
+    """``config.name``, or None when it is absent, or refuses to be read as one value (transformers
+    raises for fields that vary per layer)."""
+    try:
+        return getattr(config, name, None)
+    except Exception:  # noqa: BLE001 - e.g. AmbiguousGlobalPerLayerAttributeError
+        return None
+
+
 def _stated(config: Any, names: tuple[str, ...]) -> int | None:
     for name in names:
-        value = getattr(config, name, None)
+        value = config_field(config, name)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return None

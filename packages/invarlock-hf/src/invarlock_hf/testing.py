@@ -348,3 +348,123 @@ PUBLISHED_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 """Full-size architectures by published name: (model_type, config fields) with their published
 dimensions, for describing on the meta device (tests and bench/bench_describe.py)."""
+
+
+# -- the sweep: every model type transformers can build, described on the meta device ---------------
+
+SWEEP_AUTO_CLASSES = {
+    "causal": ("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "AutoModelForCausalLM"),
+    "masked_lm": ("MODEL_FOR_MASKED_LM_MAPPING_NAMES", "AutoModelForMaskedLM"),
+    "seq2seq": ("MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES", "AutoModelForSeq2SeqLM"),
+    "image_text_to_text": ("MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES", "AutoModelForImageTextToText"),
+}
+"""Kind → (transformers' Auto mapping of model types, the Auto class that builds them)."""
+
+
+def sweep_model_types() -> list[tuple[str, str]]:
+    """(kind, model_type) for every model type the installed transformers maps to a language-model head."""
+    from transformers.models.auto import modeling_auto
+
+    return [
+        (kind, model_type)
+        for kind, (mapping, _) in SWEEP_AUTO_CLASSES.items()
+        for model_type in sorted(getattr(modeling_auto, mapping, {}))
+    ]
+
+
+def build_on_meta(kind: str, model_type: str) -> Any:
+    """The ``kind`` head model of ``model_type`` from its default config, on the meta device."""
+    import torch
+    import transformers
+
+    config = transformers.AutoConfig.for_model(model_type)
+    auto_class = getattr(transformers, SWEEP_AUTO_CLASSES[kind][1])
+    with torch.device("meta"):
+        return auto_class.from_config(config)
+
+
+def structure_contradictions(model: Any, description: dict[str, Any]) -> list[str]:
+    """Every way ``description`` contradicts the shapes of ``model``'s modules (empty when none).
+
+    Checked per layer against that block's own weights: a width reported is one of the block's
+    weight dimensions, query heads split into whole KV-head groups and divide one of the
+    attention's widths, experts match an expert weight's leading dimension or list length; and
+    for the model: the parameter count, the hidden size and the vocabulary against the embeddings.
+    """
+    import torch
+
+    from invarlock.description import description_problems
+    from invarlock_hf.blocks import block_stacks, text_stacks
+
+    problems = list(description_problems(description))
+    if problems:
+        return problems
+    distinct = {id(p): p for p in model.parameters()}
+    if description["n_params"] != sum(p.numel() for p in distinct.values()) and description["quantization"] is None:
+        problems.append("n_params is not the number of distinct parameters")
+    unverified = {entry["field"] for entry in description.get("unresolved", []) if entry["layers"] is None}
+    if "n_layer" in unverified:
+        return problems  # no blocks in the modules: nothing per layer to check against
+    # Which lists are the language model's comes from describe's own locator; what is in them does not.
+    blocks = [module for _, modules in text_stacks(block_stacks(model), description["role"]) for module in modules]
+    if len(blocks) != description["n_layer"] and description["model_type"] != "albert":
+        problems.append(f"n_layer {description['n_layer']} but the modules hold {len(blocks)} blocks")
+        return problems
+    for index, block in enumerate(blocks if description["model_type"] != "albert" else []):
+        dims = {int(d) for p in block.parameters() for d in p.shape}
+        heads, kv = description["heads_per_layer"][index], description["kv_heads_per_layer"][index]
+        if heads and (not kv or heads % kv or not any(d % heads == 0 for d in dims)):
+            problems.append(f"layer {index}: {heads} query heads / {kv} KV heads do not fit its weights")
+        if kv and not heads:
+            problems.append(f"layer {index}: KV heads without query heads")
+        width = description["mlp_dims"][index]
+        if width and width not in dims:
+            problems.append(f"layer {index}: MLP width {width} is no dimension of its weights")
+        moe = description.get("moe_per_layer", [None] * len(blocks))[index]
+        if moe is not None:
+            counts = {int(p.shape[0]) for p in block.parameters() if p.dim() == 3} | {
+                len(m) for m in block.modules() if isinstance(m, torch.nn.ModuleList)
+            }
+            if moe["num_experts"] not in counts:
+                problems.append(f"layer {index}: {moe['num_experts']} experts match no expert weight or list")
+        kind = description.get("layer_types", [None] * len(blocks))[index]
+        if kind in ("mamba", "ssm") and not any(n.endswith("A_log") for n, _ in block.named_parameters()):
+            problems.append(f"layer {index}: {kind} but the block has no state-space parameters")
+    hidden = description["hidden_size"]
+    if hidden and blocks and not any(hidden in {int(d) for p in b.parameters() for d in p.shape} for b in blocks[:1]):
+        problems.append(f"hidden_size {hidden} is no dimension of the first block's weights")
+    try:
+        output = model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        output = None
+    vocab = description["vocab_size"]
+    weight = getattr(output, "weight", None)
+    if vocab and isinstance(weight, torch.Tensor) and vocab not in tuple(weight.shape):
+        problems.append(f"vocab_size {vocab} is not the output embedding's {tuple(weight.shape)}")
+    return problems
+
+
+def sweep_record(kind: str, model_type: str) -> tuple[str, list[str], float]:
+    """(status, contradictions, describe seconds) for one model type: ``not built: ...`` when
+    transformers cannot build it on the meta device from its default config, ``described``,
+    ``refused: FIELD: WHY`` (the first thing it could not derive) or ``error: ...``."""
+    import time
+
+    from invarlock_hf.describe import describe_model
+
+    try:
+        model = build_on_meta(kind, model_type)
+    except Exception as exc:  # noqa: BLE001 - a type transformers cannot build is recorded, not described
+        return f"not built: {type(exc).__name__}", [], 0.0
+    start = time.perf_counter()
+    try:
+        description = describe_model(model)
+    except Exception as exc:  # noqa: BLE001 - recorded as the sweep's "error" status
+        return f"error: {type(exc).__name__}: {exc}", [], time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    contradictions = structure_contradictions(model, description)
+    unresolved = description.get("unresolved") or []
+    if unresolved:
+        first = unresolved[0]
+        return f"refused: {first['field']}: {first['why']}", contradictions, seconds
+    return "described", contradictions, seconds
