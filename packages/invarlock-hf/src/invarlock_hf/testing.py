@@ -345,9 +345,228 @@ PUBLISHED_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
             "vocab_size": 256000,
         },
     ),
+    # -- the architectures people certify now (numbers from each model's published config.json) --
+    "DeepSeek-V3": (
+        "deepseek_v3",
+        {
+            "hidden_size": 7168,
+            "intermediate_size": 18432,
+            "moe_intermediate_size": 2048,
+            "num_hidden_layers": 61,
+            "num_attention_heads": 128,
+            "num_key_value_heads": 128,
+            "n_shared_experts": 1,
+            "n_routed_experts": 256,
+            "num_experts_per_tok": 8,
+            "first_k_dense_replace": 3,
+            "moe_layer_freq": 1,
+            "n_group": 8,
+            "topk_group": 4,
+            "q_lora_rank": 1536,
+            "kv_lora_rank": 512,
+            "qk_nope_head_dim": 128,
+            "qk_rope_head_dim": 64,
+            "v_head_dim": 128,
+            "vocab_size": 129280,
+            "tie_word_embeddings": False,
+        },
+    ),
+    "Qwen3-30B-A3B": (
+        "qwen3_moe",
+        {
+            "hidden_size": 2048,
+            "intermediate_size": 6144,
+            "moe_intermediate_size": 768,
+            "num_hidden_layers": 48,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 4,
+            "head_dim": 128,
+            "num_experts": 128,
+            "num_experts_per_tok": 8,
+            "decoder_sparse_step": 1,
+            "mlp_only_layers": [],
+            "vocab_size": 151936,
+            "tie_word_embeddings": False,
+        },
+    ),
+    "Qwen3-Next-80B-A3B": (
+        "qwen3_next",
+        {
+            "hidden_size": 2048,
+            "intermediate_size": 5120,
+            "moe_intermediate_size": 512,
+            "shared_expert_intermediate_size": 512,
+            "num_hidden_layers": 48,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 2,
+            "head_dim": 256,
+            "num_experts": 512,
+            "num_experts_per_tok": 10,
+            "decoder_sparse_step": 1,
+            "full_attention_interval": 4,
+            "linear_num_key_heads": 16,
+            "linear_num_value_heads": 32,
+            "linear_key_head_dim": 128,
+            "linear_value_head_dim": 128,
+            "linear_conv_kernel_dim": 4,
+            "vocab_size": 151936,
+            "tie_word_embeddings": False,
+        },
+    ),
+    "Llama-4-Maverick-17B-128E (text)": (
+        "llama4_text",
+        {
+            "hidden_size": 5120,
+            "intermediate_size": 8192,
+            "intermediate_size_mlp": 16384,
+            "num_hidden_layers": 48,
+            "num_attention_heads": 40,
+            "num_key_value_heads": 8,
+            "head_dim": 128,
+            "num_local_experts": 128,
+            "num_experts_per_tok": 1,
+            "interleave_moe_layer_step": 2,
+            "attention_chunk_size": 8192,
+            "vocab_size": 202048,
+        },
+    ),
+    "Jamba-v0.1": (
+        "jamba",
+        {
+            "hidden_size": 4096,
+            "intermediate_size": 14336,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "num_experts": 16,
+            "num_experts_per_tok": 2,
+            "attn_layer_period": 8,
+            "attn_layer_offset": 4,
+            "expert_layer_period": 2,
+            "expert_layer_offset": 1,
+            "mamba_d_state": 16,
+            "mamba_d_conv": 4,
+            "mamba_expand": 2,
+            "mamba_dt_rank": 256,
+            "vocab_size": 65536,
+            "tie_word_embeddings": False,
+        },
+    ),
+    "Mamba-2.8B": (
+        "mamba",
+        {
+            "hidden_size": 2560,
+            "num_hidden_layers": 64,
+            "state_size": 16,
+            "expand": 2,
+            "conv_kernel": 4,
+            "time_step_rank": 160,
+            "vocab_size": 50280,
+        },
+    ),
+    "Gemma-2-9B": (
+        "gemma2",
+        {
+            "hidden_size": 3584,
+            "intermediate_size": 14336,
+            "num_hidden_layers": 42,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 8,
+            "head_dim": 256,
+            "sliding_window": 4096,
+            "vocab_size": 256000,
+        },
+    ),
+    "Gemma-3-4B-it": (
+        "gemma3",
+        {
+            "text_config": {
+                "hidden_size": 2560,
+                "intermediate_size": 10240,
+                "num_hidden_layers": 34,
+                "num_attention_heads": 8,
+                "num_key_value_heads": 4,
+                "head_dim": 256,
+                "sliding_window": 1024,
+                "sliding_window_pattern": 6,
+                "vocab_size": 262208,
+            },
+            "vision_config": {
+                "hidden_size": 1152,
+                "intermediate_size": 4304,
+                "num_hidden_layers": 27,
+                "num_attention_heads": 16,
+                "image_size": 896,
+                "patch_size": 14,
+            },
+            "mm_tokens_per_image": 256,
+        },
+    ),
+    "Qwen2.5-VL-7B-Instruct": (
+        "qwen2_5_vl",
+        {
+            "text_config": {
+                "hidden_size": 3584,
+                "intermediate_size": 18944,
+                "num_hidden_layers": 28,
+                "num_attention_heads": 28,
+                "num_key_value_heads": 4,
+                "vocab_size": 152064,
+                "tie_word_embeddings": False,
+            },
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+            "vocab_size": 152064,
+            "tie_word_embeddings": False,
+            "vision_config": {
+                "depth": 32,
+                "hidden_size": 1280,
+                "intermediate_size": 3420,
+                "num_heads": 16,
+                "out_hidden_size": 3584,
+                "patch_size": 14,
+                "window_size": 112,
+                "fullatt_block_indexes": [7, 15, 23, 31],
+            },
+        },
+    ),
+    "ModernBERT-base": (
+        "modernbert",
+        {
+            "hidden_size": 768,
+            "intermediate_size": 1152,
+            "num_hidden_layers": 22,
+            "num_attention_heads": 12,
+            "global_attn_every_n_layers": 3,
+            "local_attention": 128,
+            "vocab_size": 50368,
+        },
+    ),
 }
 """Full-size architectures by published name: (model_type, config fields) with their published
 dimensions, for describing on the meta device (tests and bench/bench_describe.py)."""
+
+PUBLISHED_AUTO_CLASS = {
+    "Gemma-3-4B-it": "AutoModelForImageTextToText",
+    "Qwen2.5-VL-7B-Instruct": "AutoModelForImageTextToText",
+    "ModernBERT-base": "AutoModelForMaskedLM",
+}
+"""The head class a published architecture is built with when it is not ``AutoModelForCausalLM``."""
+
+
+def build_published(name: str) -> Any:
+    """The published architecture ``name`` (:data:`PUBLISHED_CONFIGS`) built on the meta device."""
+    import torch
+    import transformers
+
+    model_type, fields = PUBLISHED_CONFIGS[name]
+    config = transformers.AutoConfig.for_model(model_type, **fields)
+    auto_class = getattr(transformers, PUBLISHED_AUTO_CLASS.get(name, "AutoModelForCausalLM"))
+    with torch.device("meta"):
+        return auto_class.from_config(config)
 
 
 # -- the sweep: every model type transformers can build, described on the meta device ---------------
