@@ -69,16 +69,18 @@ class Stack:
 def linear_shape(module: Any) -> tuple[int, int] | None:
     """(in, out) of a Linear-like module: torch Linear (and bitsandbytes / packed subclasses with
     ``in_features``), transformers' Conv1D (``nx``, ``nf``); None for anything else."""
+    attributes = vars(module)  # plain attributes only: nn.Module.__getattr__ is slow on a miss
     for names in (("in_features", "out_features"), ("nx", "nf")):
-        a, b = (getattr(module, n, None) for n in names)
+        a, b = attributes.get(names[0]), attributes.get(names[1])
         if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool):
             return a, b
     return None
 
 
 def _attr(module: Any, names: tuple[str, ...]) -> int | None:
+    attributes = vars(module)
     for name in names:
-        value = getattr(module, name, None) if name in vars(module) else None
+        value = attributes.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return None
@@ -101,9 +103,12 @@ def _is_within(name: str, roots: list[str]) -> bool:
 
 
 def _has_linear(module: Any) -> bool:
-    return any(linear_shape(m) is not None for m in module.modules()) or any(
-        p.dim() == 3 for p in module.parameters()
-    )
+    return any(linear_shape(m) is not None or _has_3d(m) for m in module.modules())
+
+
+def _has_3d(module: Any) -> bool:
+    """Holds fused expert weights (experts x out x in) as its own parameters."""
+    return any(p is not None and p.dim() == 3 for p in module._parameters.values())
 
 
 # -- stacks -----------------------------------------------------------------------------------------
@@ -143,44 +148,45 @@ def is_other_tower(path: str, modules: Any = None) -> str | None:
 # -- one block ---------------------------------------------------------------------------------------
 
 
-def _attention_roots(block: Any) -> tuple[list[str], list[str]]:
-    """(self-attention module names, cross-attention module names) inside ``block``, outermost."""
-    own, cross = [], []
-    for name, module in block.named_modules():
+def _attention_roots(entries: list[tuple[str, Any]]) -> tuple[list[str], list[str]]:
+    """(self-attention module names, cross-attention module names) among a block's ``named_modules``, outermost."""
+    own: list[str] = []
+    cross: list[str] = []
+    for name, module in entries:
         if not name or _is_within(name, own + cross):
             continue
         cls = type(module).__name__
         if _LINEAR_MIXER_CLASS.search(cls):
             continue
         if _ATTENTION_CLASS.search(cls) and _has_linear(module):
-            if _CROSS_NAME.search(name) or _CROSS_NAME.search(cls) or getattr(module, "is_cross_attention", False):
+            if _CROSS_NAME.search(name) or _CROSS_NAME.search(cls) or vars(module).get("is_cross_attention") is True:
                 cross.append(name)
             else:
                 own.append(name)
     return own, cross
 
 
-def _mixer_roots(block: Any) -> list[tuple[str, str]]:
+def _mixer_roots(entries: list[tuple[str, Any]]) -> list[tuple[str, str]]:
     """(name, layer type) of non-softmax token mixers: Mamba / SSM mixers and linear attention."""
     found: list[tuple[str, str]] = []
-    for name, module in block.named_modules():
+    for name, module in entries:
         if not name or _is_within(name, [n for n, _ in found]):
             continue
         cls = type(module).__name__
-        params = {n for n, _ in module.named_parameters(recurse=False)}
         if _LINEAR_MIXER_CLASS.search(cls):
             found.append((name, "linear_attention"))
-        elif "A_log" in params:  # the state-space decay every Mamba / S6-style mixer owns
+        elif "A_log" in module._parameters:  # the state-space decay every Mamba / S6-style mixer owns
             found.append((name, "mamba" if "mamba" in cls.lower() or "mamba" in name.lower() else "ssm"))
     return found
 
 
 def read_attention(attention: Any, config_heads: int | None) -> tuple[int, int, str | None]:
     """(query heads, KV heads, problem) of one attention module from its projection shapes."""
-    linears = {name: linear_shape(m) for name, m in attention.named_modules() if linear_shape(m)}
     by_leaf: dict[str, tuple[int, int]] = {}
-    for name, shape in linears.items():
-        by_leaf.setdefault(_leaf(name), shape)  # type: ignore[arg-type]
+    for name, module in attention.named_modules():
+        shape = linear_shape(module)
+        if shape is not None:
+            by_leaf.setdefault(_leaf(name), shape)
     head_dim = _attr_in_tree(attention, _HEAD_DIM_ATTRS)
     heads_attr = _attr_in_tree(attention, _HEADS_ATTRS)
     kv_attr = _attr_in_tree(attention, _KV_HEADS_ATTRS)
@@ -201,9 +207,9 @@ def read_attention(attention: Any, config_heads: int | None) -> tuple[int, int, 
     q = next((by_leaf[n] for n in _Q if n in by_leaf), None)
     k = next((by_leaf[n] for n in _K if n in by_leaf), None)
     fused = next((by_leaf[n] for n in _FUSED_QKV if n in by_leaf), None)
-    if fused is None and q is None and "in_proj_weight" in dict(attention.named_parameters()):
-        width = dict(attention.named_parameters())["in_proj_weight"].shape[0]  # torch MultiheadAttention
-        fused = (0, int(width))
+    in_proj = attention._parameters.get("in_proj_weight")
+    if fused is None and q is None and in_proj is not None:  # torch.nn.MultiheadAttention
+        fused = (int(in_proj.shape[1]), int(in_proj.shape[0]))
     if head_dim is None:
         heads_known = heads_attr or config_heads
         widths = out[0] if out else (q[1] if q else None)
@@ -240,14 +246,14 @@ def read_attention(attention: Any, config_heads: int | None) -> tuple[int, int, 
     return heads, kv, None
 
 
-def mlp_width(module: Any, hidden: int, skip: list[str]) -> tuple[int | None, str | None]:
+def mlp_width(module: Any, hidden: int, skip: list[str], entries: list[tuple[str, Any]] | None = None) -> tuple[int | None, str | None]:
     """The width of the MLP projections inside ``module`` that project back to ``hidden``.
 
     :returns: (width, None); (None, None) when there is no such projection at all; (None, why)
         when the projections disagree.
     """
     widths = set()
-    for name, sub in module.named_modules():
+    for name, sub in entries if entries is not None else module.named_modules():
         if _is_within(name, skip):
             continue
         shape = linear_shape(sub)
@@ -262,14 +268,14 @@ def mlp_width(module: Any, hidden: int, skip: list[str]) -> tuple[int | None, st
     return widths.pop(), None
 
 
-def _experts(block: Any) -> list[tuple[str, Any]]:
+def _experts(entries: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     import torch
 
     return [
         (name, module)
-        for name, module in block.named_modules()
+        for name, module in entries
         if name and (_leaf(name) == "experts" or type(module).__name__.endswith("Experts"))
-        and (isinstance(module, torch.nn.ModuleList) or any(p.dim() == 3 for p in module.parameters()))
+        and (isinstance(module, torch.nn.ModuleList) or _has_3d(module))
     ]
 
 
@@ -319,8 +325,9 @@ def read_moe(block: Any, name: str, experts: Any, hidden: int, config_top_k: int
 
 def read_block(block: Any, hidden: int, config_heads: int | None, config_top_k: int | None) -> Block:
     found = Block()
-    own, cross = _attention_roots(block)
-    mixers = _mixer_roots(block)
+    entries = list(block.named_modules())
+    own, cross = _attention_roots(entries)
+    mixers = _mixer_roots(entries)
     own = [n for n in own if not _is_within(n, [m for m, _ in mixers])]
     if own:
         heads = kv = 0
@@ -338,7 +345,7 @@ def read_block(block: Any, hidden: int, config_heads: int | None, config_top_k: 
     else:
         found.problems["layer_types"] = "no attention or other token mixer was recognised in the block"
     skip = own + cross + [m for m, _ in mixers]
-    experts = _experts(block)
+    experts = _experts(entries)
     if experts:
         name, module = experts[0]
         moe, problem = read_moe(block, name, module, hidden, config_top_k)
@@ -348,7 +355,7 @@ def read_block(block: Any, hidden: int, config_heads: int | None, config_top_k: 
             found.moe = moe
             found.mlp_dim = moe["expert_mlp_dim"]  # type: ignore[index]
         return found
-    width, problem = mlp_width(block, hidden, skip)
+    width, problem = mlp_width(block, hidden, skip, entries)
     if problem:
         found.problems["mlp_dims"] = problem
     elif width is not None:
@@ -674,7 +681,7 @@ def _towers(model: Any, stacks: list[tuple[str, Any]]) -> dict[str, dict[str, in
 
 def _block_width(block: Any) -> int:
     """The width a block reads and writes: the output size of its attention's output projection."""
-    own, _ = _attention_roots(block)
+    own, _ = _attention_roots(list(block.named_modules()))
     for name in own:
         for sub_name, sub in block.get_submodule(name).named_modules():
             shape = linear_shape(sub)
