@@ -15,7 +15,7 @@ import nox
 ROOT = Path(__file__).parent
 PACKAGES = ROOT / "packages"
 CONSTRAINTS = ("-c", str(ROOT / "constraints" / "test.txt"))
-DISTRIBUTIONS = ("core", "torch", "hf", "onnx", "bnb", "packed", "awq", "gptq")
+DISTRIBUTIONS = ("core", "torch", "hf", "onnx", "bnb", "packed", "awq", "gptq", "peft")
 
 nox.options.default_venv_backend = "venv"  # pip sees the local torch wheel; uv does not
 nox.options.error_on_missing_interpreters = True
@@ -120,6 +120,21 @@ def awq(session: nox.Session) -> None:
         package("awq", "test"),
     )
     pytest(session, "packages/invarlock-awq/tests")
+
+
+@nox.session
+def peft(session: nox.Session) -> None:
+    """invarlock-peft on transformers 5, with invarlock-bnb for the QLoRA (4-bit base) tests."""
+    install(
+        session,
+        package("core", "testing"),
+        package("torch"),
+        package("hf"),
+        package("bnb"),
+        package("peft", "test"),
+        "transformers>=5,<6",
+    )
+    pytest(session, "packages/invarlock-peft/tests")
 
 
 @nox.session

@@ -197,3 +197,16 @@ class SnapshotWriteError(InvarlockError):
     """A chunked snapshot could not be written (disk full, read-only, not a directory); nothing is left."""
 
     code = "snapshot_write_failed"
+# -- PEFT adapters (invarlock-peft) ----------------------------------------------------------------
+
+
+class PeftBaseNotFoundError(ModelLoadError):
+    """A PEFT adapter's base model cannot be found: not named, not a local path, or not available offline."""
+
+    code = "peft_base_not_found"
+
+
+class PeftBaseChangedError(SnapshotMismatchError):
+    """An adapter-only snapshot is restored over base weights that differ from those it was taken over."""
+
+    code = "peft_base_changed"

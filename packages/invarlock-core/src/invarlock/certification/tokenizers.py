@@ -32,9 +32,27 @@ def fingerprint(tokenizer: Any) -> dict[str, Any]:
     }
 
 
-def compare(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> None:
-    """Raise :class:`TokenizerMismatchError` naming the first difference."""
-    if baseline["vocab_sha256"] != subject["vocab_sha256"]:
+def appended_tokens(baseline: Any, subject: Any) -> list[str]:
+    """Tokens the subject's tokenizer appends to the baseline's vocabulary, in id order: empty unless
+    the subject keeps every baseline token at its id and adds tokens after the baseline's last id."""
+    base_vocab, subject_vocab = baseline.get_vocab(), subject.get_vocab()
+    if len(subject_vocab) <= len(base_vocab):
+        return []
+    if any(subject_vocab.get(token) != index for token, index in base_vocab.items()):
+        return []
+    first_new = max(base_vocab.values(), default=-1) + 1
+    added = sorted((index, token) for token, index in subject_vocab.items() if token not in base_vocab)
+    return [token for index, token in added] if added[0][0] >= first_new else []
+
+
+def compare(baseline: Mapping[str, Any], subject: Mapping[str, Any], *, appended: bool = False) -> None:
+    """Raise :class:`TokenizerMismatchError` naming the first difference.
+
+    :param appended: the subject's vocabulary is the baseline's plus appended tokens
+        (:func:`appended_tokens`), which the subject's description must then declare
+        (:func:`check_declared`); the probe text and special ids must still agree.
+    """
+    if baseline["vocab_sha256"] != subject["vocab_sha256"] and not appended:
         what = f"vocabularies differ ({baseline['vocab_size']} vs {subject['vocab_size']} tokens)"
     elif baseline["probe_ids"] != subject["probe_ids"]:
         what = "they split the same probe text into different tokens"
@@ -48,7 +66,36 @@ def compare(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> None:
     )
 
 
-def block(fingerprint: Mapping[str, Any], subject_note: str | None) -> dict[str, Any]:
+def check_declared(appended: list[str], description: Mapping[str, Any]) -> None:
+    """Raise :class:`TokenizerMismatchError` unless the subject's description declares exactly the
+    tokens its tokenizer appends (``vocab_growth``)."""
+    growth = description.get("vocab_growth") or {}
+    count = growth.get("vocab_size", 0) - growth.get("base_vocab_size", 0) if growth else 0
+    declared = growth.get("added_tokens")
+    if count == len(appended) and (declared is None or list(declared) == appended):
+        return
+    raise TokenizerMismatchError(
+        f"the subject's tokenizer appends {len(appended)} token(s) to the baseline's "
+        f"({', '.join(appended[:5])}) but its description declares "
+        + (f"a vocab_growth of {count} token(s) ({declared})" if growth else "no vocab_growth")
+        + "; certify accepts a grown vocabulary only when the subject's adapter declares exactly that growth"
+    )
+
+
+def block(
+    fingerprint: Mapping[str, Any], subject_note: str | None, appended: list[str] | None = None
+) -> dict[str, Any]:
+    if appended:
+        return {
+            "class": fingerprint["class"],
+            "vocab_size": fingerprint["vocab_size"],
+            "vocab_sha256": fingerprint["vocab_sha256"],
+            "probe_sha256": hashlib.sha256(json.dumps(fingerprint["probe_ids"]).encode()).hexdigest(),
+            "shared": False,
+            "added_tokens": appended,
+            "note": f"the subject's tokenizer is the baseline's plus {len(appended)} appended token(s), "
+            "declared by its adapter (vocab_growth); probe text and special ids are identical",
+        }
     return {
         "class": fingerprint["class"],
         "vocab_size": fingerprint["vocab_size"],
