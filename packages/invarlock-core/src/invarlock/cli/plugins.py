@@ -12,6 +12,7 @@ from typing import Any
 
 from invarlock import __version__
 from invarlock.catalogue import GROUPS
+from invarlock.cli import quantizers
 from invarlock.errors import AdapterNotFoundError
 from invarlock.manager import AdapterRecord, get_plugin_manager
 
@@ -28,6 +29,7 @@ def add_parser(commands: Any) -> None:
     adapters.add_argument("--json", action="store_true", help=f"print JSON ({ADAPTERS_SCHEMA})")
     adapters.add_argument("--explain", metavar="NAME", help="explain one adapter's status in full")
     adapters.set_defaults(handler=_adapters_command)
+    quantizers.add_parser(sub)
 
 
 # -- data ---------------------------------------------------------------------------------------
