@@ -142,12 +142,13 @@ class _Collect(logging.Handler):
 def _transformers_warnings(into: list[str]) -> Iterator[None]:
     """Collect what transformers' quantizers log (their "we will default to dequantizing" notices)."""
     logger = logging.getLogger("transformers")
-    handlers, propagate = list(logger.handlers), logger.propagate
+    handlers, propagate, level = list(logger.handlers), logger.propagate, logger.level
     for handler in handlers:  # shown in the row's reason instead of on stderr
         logger.removeHandler(handler)
     collector = _Collect(into)
     logger.addHandler(collector)
     logger.propagate = False
+    logger.setLevel(logging.WARNING)  # heard whatever TRANSFORMERS_VERBOSITY says
     try:
         yield
     finally:
@@ -155,3 +156,4 @@ def _transformers_warnings(into: list[str]) -> Iterator[None]:
         for handler in handlers:
             logger.addHandler(handler)
         logger.propagate = propagate
+        logger.setLevel(level)

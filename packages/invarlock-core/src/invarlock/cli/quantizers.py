@@ -54,10 +54,14 @@ def render_table(document: dict[str, Any]) -> str:
         )
         for item in document["methods"]
     ]
+    errors = [f"error: {error}" for error in document["errors"]]
     if not rows:
-        return (
-            "No plugin lists quantization methods. invarlock-hf lists transformers' methods: "
-            "pip install invarlock-hf"
+        return "\n".join(
+            [
+                "No plugin lists quantization methods. invarlock-hf lists transformers' methods: "
+                "pip install invarlock-hf",
+                *errors,
+            ]
         )
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(_COLUMNS)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -69,8 +73,7 @@ def render_table(document: dict[str, Any]) -> str:
     counts = Counter(item["status"] for item in document["methods"])
     summary = ", ".join(f"{counts[s.value]} {s.value}" for s in QuantizerStatus if counts[s.value])
     out += ["", f"{len(rows)} methods: {summary}."]
-    out += [f"error: {error}" for error in document["errors"]]
-    return "\n".join(out)
+    return "\n".join(out + errors)
 
 
 def _quantizers_command(args: argparse.Namespace) -> int:
