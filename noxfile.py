@@ -15,7 +15,7 @@ import nox
 ROOT = Path(__file__).parent
 PACKAGES = ROOT / "packages"
 CONSTRAINTS = ("-c", str(ROOT / "constraints" / "test.txt"))
-DISTRIBUTIONS = ("core", "hf", "onnx", "bnb", "awq", "gptq")
+DISTRIBUTIONS = ("core", "hf", "onnx", "bnb", "awq", "gptq", "compressed")
 
 nox.options.default_venv_backend = "venv"  # pip sees the local torch wheel; uv does not
 nox.options.error_on_missing_interpreters = True
@@ -98,6 +98,15 @@ def awq(session: nox.Session) -> None:
     session.env.update(gptqmodel_env(session))
     install(session, package("core", "testing"), package("hf"), package("gptq"), package("awq", "test"))
     pytest(session, "packages/invarlock-awq/tests")
+
+
+@nox.session
+def compressed(session: nox.Session) -> None:
+    """invarlock-compressed: compressed-tensors 0.20 needs transformers 5; fixtures made on the CPU."""
+    install(
+        session, package("core", "test"), package("hf"), package("compressed", "test"), "transformers>=5,<6"
+    )
+    pytest(session, "packages/invarlock-compressed/tests")
 
 
 @nox.session

@@ -26,7 +26,11 @@ def test_packed_state_round_trips_bit_exactly(
     with torch.no_grad():
         logits = model(**inputs).logits
     before = full_state(model)
-    packed = "model.layers.0.mlp.up_proj.weight_packed" if scheme == "w4a16" else "model.layers.0.mlp.up_proj.weight"
+    packed = (
+        "model.layers.0.mlp.up_proj.weight_packed"
+        if scheme == "w4a16"
+        else "model.layers.0.mlp.up_proj.weight"
+    )
     assert packed in before and not before[packed].is_floating_point()
     if chunked:
         path = adapter.snapshot_chunked(model, tmp_path)
@@ -52,7 +56,9 @@ def test_a_module_quantized_differently_is_refused_untouched(w4a16_path: Path) -
     module.quantization_scheme.weights.symmetric = False
     mutate_weights(model)
     edited = full_state(model)
-    with pytest.raises(SnapshotMismatchError, match=r"model\.layers\.1\.mlp\.down_proj: scheme is") as refused:
+    with pytest.raises(
+        SnapshotMismatchError, match=r"model\.layers\.1\.mlp\.down_proj: scheme is"
+    ) as refused:
         adapter.restore(model, snapshot)
     assert "model.layers.0" not in str(refused.value)
     assert_restored(edited, model)

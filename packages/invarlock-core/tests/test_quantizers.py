@@ -19,7 +19,9 @@ DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 
 def _row(method: str, status: QuantizerStatus, **fields: str) -> QuantizationMethod:
-    return QuantizationMethod(method=method, status=status, reason=f"{method} says so", library="lib", **fields)
+    return QuantizationMethod(
+        method=method, status=status, reason=f"{method} says so", library="lib", **fields
+    )
 
 
 class Lists:
@@ -80,7 +82,9 @@ def test_a_plugin_that_raises_loses_only_its_rows_and_is_not_cached() -> None:
     reset_plugin_manager([("lists", plugin), ("raises", Raises())])
     listing = quantization_methods()
     assert [r.method for r in listing.methods] == ["alpha"]
-    assert len(listing.errors) == 1 and "raises" in listing.errors[0] and "backend exploded" in listing.errors[0]
+    assert (
+        len(listing.errors) == 1 and "raises" in listing.errors[0] and "backend exploded" in listing.errors[0]
+    )
     assert quantization_methods().cached is False  # a partial answer is never cached
 
 

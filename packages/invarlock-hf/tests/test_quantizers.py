@@ -76,14 +76,28 @@ def test_gguf_is_always_dequantized(rows: dict[str, object]) -> None:
 @pytest.mark.parametrize(
     ("message", "status", "install"),
     [
-        ("Using `vptq` requires VPTQ>=0.0.4: `pip install -U vptq`", QuantizerStatus.NEEDS_EXTRA, "pip install -U vptq"),
-        ("requires auto-round library (`pip install 'auto-round>=0.5'`)", QuantizerStatus.NEEDS_EXTRA, "pip install 'auto-round>=0.5'"),
-        ("requires optimum-quanto library (pip install optimum-quanto)", QuantizerStatus.NEEDS_EXTRA, "pip install optimum-quanto"),
+        (
+            "Using `vptq` requires VPTQ>=0.0.4: `pip install -U vptq`",
+            QuantizerStatus.NEEDS_EXTRA,
+            "pip install -U vptq",
+        ),
+        (
+            "requires auto-round library (`pip install 'auto-round>=0.5'`)",
+            QuantizerStatus.NEEDS_EXTRA,
+            "pip install 'auto-round>=0.5'",
+        ),
+        (
+            "requires optimum-quanto library (pip install optimum-quanto)",
+            QuantizerStatus.NEEDS_EXTRA,
+            "pip install optimum-quanto",
+        ),
         ("GPU is required to run SpQR quantized model.", QuantizerStatus.NEEDS_GPU, None),
         ("Loading pre-quantized NVFP4 checkpoints is not supported yet.", QuantizerStatus.UNSUPPORTED, None),
     ],
 )
-def test_refusals_are_sorted_by_what_they_say(message: str, status: QuantizerStatus, install: str | None) -> None:
+def test_refusals_are_sorted_by_what_they_say(
+    message: str, status: QuantizerStatus, install: str | None
+) -> None:
     refused = _refusal(RuntimeError(message))
     assert refused["status"] is status
     assert refused.get("install") == install

@@ -116,7 +116,8 @@ def _group_name(scheme: Any, settings: dict[str, Any]) -> str | None:
 def _decompressed_since_load(modules: dict[str, Any], compressed: list[str]) -> str | None:
     if not modules or len(compressed) == len(modules):
         return None
-    return f"{len(modules) - len(compressed)} of {len(modules)} quantized modules were decompressed after loading"
+    decompressed = len(modules) - len(compressed)
+    return f"{decompressed} of {len(modules)} quantized modules were decompressed after loading"
 
 
 def _unquantized_linears(model: Any, quantized: dict[str, Any]) -> list[str]:
@@ -141,7 +142,7 @@ def _parameter_count_correction(model: Any) -> int:
         if "weight_packed" in module._parameters:
             shape = module._parameters.get("weight_shape")
             logical = 1
-            for size in (shape.tolist() if shape is not None else module.weight_packed.shape):
+            for size in shape.tolist() if shape is not None else module.weight_packed.shape:
                 logical *= int(size)
             correction += logical
     return correction

@@ -94,7 +94,7 @@ def _why_not_runnable_compressed(compressed: dict[str, Any]) -> str | None:
             compressor = None
         per_module = getattr(getattr(compressor, "decompress", None), "__func__", None)
         if per_module is None or per_module is BaseCompressor.decompress.__func__:
-            return f"{name} has format {format_name}, which compressed-tensors decompresses only as a whole model"
+            return f"{name} has format {format_name}, which compressed-tensors decompresses only whole"
     return None
 
 

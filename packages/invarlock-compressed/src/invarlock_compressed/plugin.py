@@ -21,7 +21,7 @@ from invarlock_compressed.modules import ADAPTER, METHOD, is_compressed_tensors_
 
 
 class HF_Compressed_Adapter(Adapter):
-    """Causal LMs saved by compressed-tensors / llm-compressor (W4A16, W8A16, W8A8, FP8...), kept compressed."""
+    """Causal LMs saved by compressed-tensors / llm-compressor (W4A16, W8A8, FP8...), kept compressed."""
 
     name = ADAPTER
 

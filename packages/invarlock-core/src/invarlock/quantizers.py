@@ -30,7 +30,12 @@ from typing import Any
 CACHE_DIR_ENV = "INVARLOCK_CACHE_DIR"
 _CACHE_FORMAT = 1
 _DEVICE_FILES = ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dri/renderD*")
-_DEVICE_VARIABLES = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK")
+_DEVICE_VARIABLES = (
+    "CUDA_VISIBLE_DEVICES",
+    "HIP_VISIBLE_DEVICES",
+    "ROCR_VISIBLE_DEVICES",
+    "ZE_AFFINITY_MASK",
+)
 
 
 class QuantizerStatus(str, enum.Enum):
@@ -166,7 +171,10 @@ def _read_cache(path: Path) -> list[QuantizationMethod] | None:
 
 
 def _write_cache(path: Path, rows: Sequence[QuantizationMethod]) -> None:
-    document = {"format": _CACHE_FORMAT, "methods": [replace(row, adapter_status=None).as_json() for row in rows]}
+    document = {
+        "format": _CACHE_FORMAT,
+        "methods": [replace(row, adapter_status=None).as_json() for row in rows],
+    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:

@@ -62,7 +62,9 @@ def quantization_methods() -> list[QuantizationMethod]:
     return rows
 
 
-def _check(key: str, quantizer_class: Any, config_class: Any, device_map: str, torch: Any) -> QuantizationMethod:
+def _check(
+    key: str, quantizer_class: Any, config_class: Any, device_map: str, torch: Any
+) -> QuantizationMethod:
     adapter = QUANTIZED_ADAPTERS.get(_DETECTED_METHOD.get(key, key))
     row = {"method": key, "library": LIBRARY, "quantizer": quantizer_class.__name__, "adapter": adapter}
     notices: list[str] = []
@@ -82,11 +84,15 @@ def _check(key: str, quantizer_class: Any, config_class: Any, device_map: str, t
         return QuantizationMethod(**refused, **row)
     if adapter is not None:
         return QuantizationMethod(
-            status=QuantizerStatus.ADAPTER, reason=f"{adapter} owns it; transformers' own check passes here", **row
+            status=QuantizerStatus.ADAPTER,
+            reason=f"{adapter} owns it; transformers' own check passes here",
+            **row,
         )
     dequantizing = bool(getattr(quantizer.quantization_config, "dequantize", False))
     if dequantizing or key in ALWAYS_DEQUANTIZED:
-        why = ALWAYS_DEQUANTIZED.get(key) or (notices[0] if notices else "its quantizer switched to dequantize=True")
+        why = ALWAYS_DEQUANTIZED.get(key) or (
+            notices[0] if notices else "its quantizer switched to dequantize=True"
+        )
         return QuantizationMethod(
             status=QuantizerStatus.LOADS_DEQUANTIZED, reason=f"its weights become float here: {why}", **row
         )
