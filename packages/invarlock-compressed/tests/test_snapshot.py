@@ -11,9 +11,8 @@ import torch
 from invarlock.adapters import get_adapter
 from invarlock.errors import SnapshotMismatchError
 from invarlock.testing import AdapterConformance, mutate_weights
+from invarlock_compressed.testing import OTHER_SIZES, save_compressed_checkpoint
 from invarlock_hf.testing import assert_restored, full_state
-
-from .conftest import OTHER_SIZES, save_compressed_checkpoint
 
 
 @pytest.mark.parametrize("scheme", ["w4a16", "w8a8"])
