@@ -10,6 +10,7 @@ import transformers
 
 from invarlock.adapters import get_adapter
 from invarlock.errors import ModelLoadError, UnsupportedOperationError
+from invarlock.testing import mutate_weights
 from invarlock_hf.testing import full_state
 
 PACKED = {"w4a16": ("weight_packed", torch.int32), "w8a8": ("weight", torch.int8)}
@@ -94,3 +95,29 @@ def test_refuses_another_methods_options(w4a16_path: Path) -> None:
 def test_keep_compressed_must_be_a_bool(w4a16_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="keep_compressed must be true or false"):
         get_adapter("hf_compressed").load_model(w4a16_path, device="cpu", keep_compressed="no")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("scheme", ["w4a16", "w8a8"])
+def test_kept_compressed_on_cuda(
+    checkpoints: dict[str, Path], scheme: str, inputs: dict[str, torch.Tensor], tmp_path: Path
+) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device; none is available here")
+    adapter = get_adapter("hf_compressed")
+    model = adapter.load_model(checkpoints[scheme], device="cuda")
+    assert {p.device.type for p in model.parameters()} == {"cuda"}
+    assert adapter.describe(model)["quantization"]["compressed_in_memory"] is True
+    on_cuda = {key: value.to("cuda") for key, value in inputs.items()}
+    with torch.no_grad():
+        logits = model(**on_cuda).logits
+    before = full_state(model)
+    snapshot = adapter.snapshot(model, same_device=True)
+    path = adapter.snapshot_chunked(model, tmp_path)
+    for restore in (lambda: adapter.restore(model, snapshot), lambda: adapter.restore_chunked(model, path)):
+        mutate_weights(model)
+        restore()
+        after = full_state(model)
+        assert all(torch.equal(before[key], after[key]) for key in before)
+    with torch.no_grad():
+        assert torch.equal(model(**on_cuda).logits, logits)
