@@ -98,12 +98,11 @@ def test_keep_compressed_must_be_a_bool(w4a16_path: Path) -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none is available here")
 @pytest.mark.parametrize("scheme", ["w4a16", "w8a8"])
 def test_kept_compressed_on_cuda(
     checkpoints: dict[str, Path], scheme: str, inputs: dict[str, torch.Tensor], tmp_path: Path
 ) -> None:
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device; none is available here")
     adapter = get_adapter("hf_compressed")
     model = adapter.load_model(checkpoints[scheme], device="cuda")
     assert {p.device.type for p in model.parameters()} == {"cuda"}
