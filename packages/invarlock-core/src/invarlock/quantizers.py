@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from glob import glob
 from importlib.metadata import distributions
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 CACHE_DIR_ENV = "INVARLOCK_CACHE_DIR"
 _CACHE_FORMAT = 1
@@ -133,7 +133,7 @@ def _ask_plugins() -> tuple[list[QuantizationMethod], tuple[str, ...]]:
     # One implementation at a time: a plugin that raises costs its own rows only.
     for hookimpl in reversed(manager.hook.invarlock_quantization_methods.get_hookimpls()):
         try:
-            answer = list(hookimpl.function())
+            answer: list[Any] = list(cast(Iterable[Any], hookimpl.function()))
         except Exception as exc:
             errors.append(f"plugin {hookimpl.plugin_name} failed to list quantization methods: {exc!r}")
             continue
