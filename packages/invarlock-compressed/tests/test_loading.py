@@ -10,8 +10,7 @@ import transformers
 
 from invarlock.adapters import get_adapter
 from invarlock.errors import ModelLoadError, UnsupportedOperationError
-from invarlock.testing import mutate_weights
-from invarlock_hf.testing import full_state
+from invarlock.testing import full_state, mutate_weights
 
 PACKED = {"w4a16": ("weight_packed", torch.int32), "w8a8": ("weight", torch.int8)}
 """Per scheme: the tensor holding a linear layer's compressed weight, and its dtype."""

@@ -10,9 +10,8 @@ import torch
 
 from invarlock.adapters import get_adapter
 from invarlock.errors import SnapshotMismatchError
-from invarlock.testing import AdapterConformance, mutate_weights
+from invarlock.testing import AdapterConformance, assert_restored, full_state, mutate_weights
 from invarlock_compressed.testing import OTHER_SIZES, save_compressed_checkpoint
-from invarlock_hf.testing import assert_restored, full_state
 
 
 @pytest.mark.parametrize("scheme", ["w4a16", "w8a8"])
@@ -91,6 +90,11 @@ class TestW4A16Conformance(AdapterConformance):
     def other_model_id(cls, tmp_path_factory: pytest.TempPathFactory) -> str:
         return _checkpoint(tmp_path_factory, "w4a16", **OTHER_SIZES)
 
+    @pytest.fixture(scope="class")
+    @classmethod
+    def tokenizer_model_id(cls, model_id: str) -> str:
+        return model_id  # saved with its tokenizer
+
 
 class TestW8A8Conformance(AdapterConformance):
     adapter_name = "hf_compressed"
@@ -104,3 +108,8 @@ class TestW8A8Conformance(AdapterConformance):
     @classmethod
     def other_model_id(cls, tmp_path_factory: pytest.TempPathFactory) -> str:
         return _checkpoint(tmp_path_factory, "w8a8", **OTHER_SIZES)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def tokenizer_model_id(cls, model_id: str) -> str:
+        return model_id

@@ -1,4 +1,4 @@
-"""Snapshot and restore of compressed-tensors models through the shared snapshot engine.
+"""Snapshot and restore of compressed-tensors models through the shared snapshot engine (invarlock-torch).
 
 A compressed module's whole state is parameters (``weight_packed``, ``weight_shape``,
 ``weight_scale``, ``weight_zero_point``... as the checkpoint stores them), so the engine captures
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from invarlock_compressed.modules import quantized_modules, scheme_settings
-from invarlock_hf.snapshot import (
+from invarlock_torch import (
     restore_chunked_snapshot,
     restore_snapshot,
     take_snapshot,
