@@ -15,7 +15,7 @@ import nox
 ROOT = Path(__file__).parent
 PACKAGES = ROOT / "packages"
 CONSTRAINTS = ("-c", str(ROOT / "constraints" / "test.txt"))
-DISTRIBUTIONS = ("core", "torch", "hf", "onnx", "bnb", "packed", "awq", "gptq", "peft")
+DISTRIBUTIONS = ("core", "torch", "hf", "onnx", "bnb", "packed", "awq", "gptq", "peft", "compressed")
 
 nox.options.default_venv_backend = "venv"  # pip sees the local torch wheel; uv does not
 nox.options.error_on_missing_interpreters = True
@@ -135,6 +135,20 @@ def peft(session: nox.Session) -> None:
         "transformers>=5,<6",
     )
     pytest(session, "packages/invarlock-peft/tests")
+
+
+@nox.session
+def compressed(session: nox.Session) -> None:
+    """invarlock-compressed: compressed-tensors 0.20 needs transformers 5; fixtures made on the CPU."""
+    install(
+        session,
+        package("core", "testing"),
+        package("torch"),
+        package("hf"),
+        package("compressed", "test"),
+        "transformers>=5,<6",
+    )
+    pytest(session, "packages/invarlock-compressed/tests")
 
 
 @nox.session

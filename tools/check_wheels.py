@@ -37,7 +37,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 CORE = "invarlock-core"
 META = "invarlock"
-META_EXTRAS = ("adapters", "hf", "onnx", "gpu", "awq", "gptq", "peft")
+META_EXTRAS = ("adapters", "hf", "onnx", "gpu", "awq", "gptq", "peft", "compressed")
 LIBRARIES = frozenset({"invarlock-torch", "invarlock-packed"})
 """Library distributions: shared engines other distributions depend on, with no plugin of their own."""
 
