@@ -107,3 +107,12 @@ class RestoreVerificationError(InvarlockError):
     """After a failed gate the model could not be proved back to its baseline weights bit for bit."""
 
     code = "restore_unverified"
+
+
+# -- GGUF checkpoints (invarlock-gguf) ------------------------------------------------------------
+
+
+class AmbiguousCheckpointError(ModelLoadError):
+    """A directory holds several model files of one format (GGUF), so which one to load is not clear."""
+
+    code = "checkpoint_ambiguous"
