@@ -15,7 +15,7 @@ import nox
 ROOT = Path(__file__).parent
 PACKAGES = ROOT / "packages"
 CONSTRAINTS = ("-c", str(ROOT / "constraints" / "test.txt"))
-DISTRIBUTIONS = ("core", "hf", "onnx", "bnb", "awq", "gptq")
+DISTRIBUTIONS = ("core", "hf", "onnx", "bnb", "awq", "gptq", "gguf")
 
 nox.options.default_venv_backend = "venv"  # pip sees the local torch wheel; uv does not
 nox.options.error_on_missing_interpreters = True
@@ -98,6 +98,18 @@ def awq(session: nox.Session) -> None:
     session.env.update(gptqmodel_env(session))
     install(session, package("core", "testing"), package("hf"), package("gptq"), package("awq", "test"))
     pytest(session, "packages/invarlock-awq/tests")
+
+
+@nox.session
+def gguf(session: nox.Session) -> None:
+    """invarlock-gguf: GGUF files written in the session, scored by llama.cpp.
+
+    llama-cpp-python is an sdist: the first run compiles llama.cpp from the package index (CPU
+    build, about 9 minutes on 2 cores). pip keeps the wheel it built in its cache, so later runs
+    (and fresh session venvs) install it in seconds; CI keeps pip's cache directory between runs.
+    """
+    install(session, package("core", "testing"), package("hf"), package("gguf", "test"), "transformers>=5,<6")
+    pytest(session, "packages/invarlock-gguf/tests")
 
 
 @nox.session
