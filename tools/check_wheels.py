@@ -151,7 +151,9 @@ class Checker:
         # The catalogue is the one list of first-party adapters; read it from the installed core.
         catalogue = subprocess.run(
             [str(python), "-c", "from invarlock.catalogue import FIRST_PARTY; print(len(FIRST_PARTY))"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         expected_count = int(catalogue.stdout)
         if len(items) != expected_count or any(item["origin"] != "first-party" for item in items):

@@ -17,7 +17,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gguf_export import write_gguf  # noqa: E402
+from gguf_export import write_gguf
 
 DEMO_MODEL = Path(__file__).resolve().parents[3] / "demo" / "model"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -35,7 +35,9 @@ def gguf_files(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     """Weight type → a directory holding one GGUF of the demo model with that type (model-<type>.gguf)."""
     return {
         weight_type: write_gguf(
-            demo_model, tmp_path_factory.mktemp(weight_type) / f"model-{weight_type.lower()}.gguf", weight_type
+            demo_model,
+            tmp_path_factory.mktemp(weight_type) / f"model-{weight_type.lower()}.gguf",
+            weight_type,
         )
         for weight_type in WEIGHT_TYPES
     }
@@ -43,11 +45,15 @@ def gguf_files(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> di
 
 @pytest.fixture(scope="session")
 def other_checkpoint(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A smaller Llama (2 layers, hidden 64) with the demo's tokenizer, as a Hugging Face checkpoint."""
+    """A smaller Llama (2 layers, hidden 64) with the demo's tokenizer, as a Hugging Face checkpoint.
+
+    Its embedding has 32 rows more than the tokenizer has tokens (as many published models pad it),
+    so its GGUF carries the converter's ``[PAD<id>]`` rows.
+    """
     from invarlock_hf.testing import tiny_model
 
     model = tiny_model(
-        "llama", seed=3, vocab_size=2048, hidden_size=64, intermediate_size=96, max_position_embeddings=64
+        "llama", seed=3, vocab_size=2080, hidden_size=64, intermediate_size=96, max_position_embeddings=64
     )
     directory = tmp_path_factory.mktemp("other")
     model.save_pretrained(directory)

@@ -1,4 +1,4 @@
-"""Writing GGUF files from a tiny local Llama checkpoint with the ``gguf`` package, for the tests and the benchmark.
+"""GGUF files written from a tiny local Llama checkpoint with the ``gguf`` package (tests, benchmark).
 
 The layout is the one llama.cpp's ``convert_hf_to_gguf.py`` writes for ``LlamaForCausalLM``:
 llama.* hyperparameters, a ``gpt2`` (byte-level BPE) vocabulary with its merges, tensors under
@@ -58,7 +58,9 @@ def gguf_name(hf_name: str) -> str:
 def permute_for_rope(weight: np.ndarray, heads: int) -> np.ndarray:
     """Hugging Face's rotate-half row order → the interleaved pairs llama.cpp rotates."""
     rows = weight.shape[0]
-    return weight.reshape(heads, 2, rows // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+    return (
+        weight.reshape(heads, 2, rows // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+    )
 
 
 def _vocabulary(checkpoint: Path) -> tuple[list[str], list[int], str]:
@@ -68,7 +70,9 @@ def _vocabulary(checkpoint: Path) -> tuple[list[str], list[int], str]:
     tokenizer = json.loads((checkpoint / "tokenizer.json").read_text(encoding="utf-8"))
     model, pre = tokenizer["model"], tokenizer.get("pre_tokenizer") or {}
     if model["type"] != "BPE" or tokenizer.get("normalizer") is not None or pre.get("type") != "ByteLevel":
-        raise ValueError(f"{checkpoint} does not have a plain byte-level BPE tokenizer; this writer needs one")
+        raise ValueError(
+            f"{checkpoint} does not have a plain byte-level BPE tokenizer; this writer needs one"
+        )
     if not pre.get("use_regex", True) or pre.get("add_prefix_space"):
         raise ValueError(f"{checkpoint}: only GPT-2's byte-level pre-tokenizer (use_regex, no prefix space)")
     by_id = {index: token for token, index in model["vocab"].items()}
@@ -122,6 +126,10 @@ def write_gguf(
     vocab, token_types, pre = _vocabulary(checkpoint)
     if tokens is not None:
         vocab = tokens
+    # Embedding rows the tokenizer has no token for, padded as convert_hf_to_gguf.py pads them.
+    for index in range(len(vocab), config["vocab_size"]):
+        vocab = [*vocab, f"[PAD{index}]"]
+        token_types = [*token_types, int(gguf.TokenType.UNUSED)]
     output.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(output), "llama")
     writer.add_name(name or checkpoint.name)

@@ -23,7 +23,9 @@ def q8_certificate(demo_model: Path, gguf_files: dict[str, Path]) -> dict[str, A
     return certify(str(demo_model), str(gguf_files["Q8_0"]), OPTIONS)
 
 
-def test_q8_0_passes_with_its_description(q8_certificate: dict[str, Any], gguf_files: dict[str, Path]) -> None:
+def test_q8_0_passes_with_its_description(
+    q8_certificate: dict[str, Any], gguf_files: dict[str, Path]
+) -> None:
     certificate = q8_certificate
     assert certificate["verdict"] == "PASS", certificate["reasons"]
     subject = certificate["subject"]
@@ -71,9 +73,24 @@ def test_command_line_certify_offline(demo_model: Path, gguf_files: dict[str, Pa
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("INVARLOCK_ALLOW_NETWORK", None)
     result = subprocess.run(
-        [sys.executable, "-m", "invarlock.cli", "certify", "--baseline", str(demo_model), "--subject",
-         str(gguf_files["Q8_0"]), "--windows", "16", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, env=env, check=False,
+        [
+            sys.executable,
+            "-m",
+            "invarlock.cli",
+            "certify",
+            "--baseline",
+            str(demo_model),
+            "--subject",
+            str(gguf_files["Q8_0"]),
+            "--windows",
+            "16",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     certificate = json.loads((tmp_path / "out" / "certificate.json").read_text())

@@ -1,4 +1,4 @@
-"""describe from GGUF metadata alone: the core contract, agreement with the baseline, the quantization block."""
+"""describe from GGUF metadata alone: the contract, agreement with the baseline, the quantization block."""
 
 from __future__ import annotations
 
@@ -30,9 +30,11 @@ def test_metadata_structure_agrees_with_the_baseline(
     structure = gguf_structure(metadata)
     assert {k: structure[k] for k in STRUCTURAL_KEYS} == {k: baseline_description[k] for k in STRUCTURAL_KEYS}
     assert sum(metadata.tensor_elements.values()) == baseline_description["n_params"]
-    assert tied_tensors(metadata) == baseline_description["tying"] == {
-        "lm_head.weight": "model.embed_tokens.weight"
-    }
+    assert (
+        tied_tensors(metadata)
+        == baseline_description["tying"]
+        == {"lm_head.weight": "model.embed_tokens.weight"}
+    )
 
 
 @pytest.mark.parametrize(
@@ -40,11 +42,21 @@ def test_metadata_structure_agrees_with_the_baseline(
     [
         ("F32", "float32", None),
         ("F16", "float16", None),
-        ("Q8_0", "q8_0", {"method": "gguf", "file_type": "MOSTLY_Q8_0", "tensor_types": {"Q8_0": 29, "F32": 9}}),
-        ("Q4_0", "q4_0", {"method": "gguf", "file_type": "MOSTLY_Q4_0", "tensor_types": {"Q4_0": 29, "F32": 9}}),
+        (
+            "Q8_0",
+            "q8_0",
+            {"method": "gguf", "file_type": "MOSTLY_Q8_0", "tensor_types": {"Q8_0": 29, "F32": 9}},
+        ),
+        (
+            "Q4_0",
+            "q4_0",
+            {"method": "gguf", "file_type": "MOSTLY_Q4_0", "tensor_types": {"Q4_0": 29, "F32": 9}},
+        ),
     ],
 )
-def test_loaded_description(gguf_files: dict[str, Path], weight_type: str, dtype: str, quantization: Any) -> None:
+def test_loaded_description(
+    gguf_files: dict[str, Path], weight_type: str, dtype: str, quantization: Any
+) -> None:
     adapter = get_adapter(ADAPTER)
     description = adapter.describe(adapter.load_model(gguf_files[weight_type], device="cpu"))
     validate_description(description, adapter=ADAPTER)
@@ -57,7 +69,9 @@ def test_loaded_description(gguf_files: dict[str, Path], weight_type: str, dtype
     assert block["file"] == path.name and block["size_bytes"] == path.stat().st_size
     assert block["architecture"] == "llama" and block["context_length"] == 256 and block["n_ctx"] == 256
     assert block["tokenizer"] == {"model": "gpt2", "pre": "gpt-2", "tokens": 2048, "merges": 1791}
-    assert block["file_type"] == {"F32": "ALL_F32", "F16": "MOSTLY_F16"}.get(weight_type, f"MOSTLY_{weight_type}")
+    assert block["file_type"] == {"F32": "ALL_F32", "F16": "MOSTLY_F16"}.get(
+        weight_type, f"MOSTLY_{weight_type}"
+    )
     assert sum(block["tensor_types"].values()) == 38
     assert isinstance(block["n_threads"], int) and block["llama_cpp_python"]
 
@@ -65,9 +79,8 @@ def test_loaded_description(gguf_files: dict[str, Path], weight_type: str, dtype
 def test_untied_output_is_not_reported_tied(other_checkpoint: Path, tmp_path: Path) -> None:
     """A checkpoint with its own lm_head writes output.weight, and describes as untied (as its baseline)."""
     import torch
-    from transformers import AutoModelForCausalLM
-
     from gguf_export import write_gguf
+    from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(other_checkpoint, tie_word_embeddings=False)
     with torch.no_grad():
@@ -144,10 +157,16 @@ def test_quantization_block_counts_every_tensor_type(tmp_path: Path) -> None:
     writer.add_file_type(int(gguf.LlamaFileType.MOSTLY_Q4_0))
     data = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
     for i in range(3):
-        writer.add_tensor(f"q4.{i}", gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q4_0),
-                          raw_dtype=gguf.GGMLQuantizationType.Q4_0)
-    writer.add_tensor("q8", gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0),
-                      raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        writer.add_tensor(
+            f"q4.{i}",
+            gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q4_0),
+            raw_dtype=gguf.GGMLQuantizationType.Q4_0,
+        )
+    writer.add_tensor(
+        "q8",
+        gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0),
+        raw_dtype=gguf.GGMLQuantizationType.Q8_0,
+    )
     writer.add_tensor("norm", np.ones(64, dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

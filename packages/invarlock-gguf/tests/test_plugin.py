@@ -1,4 +1,4 @@
-"""Registration, the declared capabilities, the listing's note, and the hooks' refusal of snapshot operations."""
+"""Registration, declared capabilities, the listing's note, and the hooks' refusal of snapshots."""
 
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ def test_adapter_class_importable_from_core() -> None:
 def test_explain_says_the_backend_builds_from_source() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "invarlock.cli", "plugins", "adapters", "--explain", ADAPTER],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "status:       ready" in result.stdout
     assert "builds llama.cpp from source" in result.stdout

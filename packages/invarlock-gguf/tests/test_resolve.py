@@ -1,4 +1,4 @@
-"""Resolution: a .gguf file, or a directory holding exactly one, is the gguf adapter's; several are an error."""
+"""Resolution: a .gguf file, or a directory holding exactly one, is gguf's; several are an error."""
 
 from __future__ import annotations
 

@@ -79,7 +79,7 @@ def test_rows_longer_than_the_context_are_refused(gguf_files: dict[str, Path]) -
     adapter = get_adapter(ADAPTER)
     model = adapter.load_model(gguf_files["Q8_0"], n_ctx=64)
     assert model.n_ctx == 64 and model.config.max_position_embeddings == 64
-    with pytest.raises(InvarlockError, match="does not fit model-q8_0.gguf's context of 64"):
+    with pytest.raises(InvarlockError, match=r"does not fit model-q8_0\.gguf's context of 64"):
         adapter.logits(model, batch(65))
 
 

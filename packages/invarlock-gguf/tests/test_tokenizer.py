@@ -1,4 +1,4 @@
-"""The GGUF vocabulary against the baseline tokenizer: identical → shared ids; different → tokenizer_mismatch."""
+"""The GGUF vocabulary vs. the baseline tokenizer: identical → shared ids; different → tokenizer_mismatch."""
 
 from __future__ import annotations
 
@@ -33,9 +33,10 @@ def test_llama_cpp_splits_text_as_the_baseline_does(
     vocabulary = get_adapter(ADAPTER).load_tokenizer(gguf_files["Q8_0"])
     texts = [PROBE_TEXT, "The quick brown fox jumps over the lazy dog.\n\n  Twice,  with   spaces!"]
     for text in texts:
-        assert vocabulary(text, add_special_tokens=False)["input_ids"] == baseline_tokenizer(
-            text, add_special_tokens=False
-        )["input_ids"]
+        assert (
+            vocabulary(text, add_special_tokens=False)["input_ids"]
+            == baseline_tokenizer(text, add_special_tokens=False)["input_ids"]
+        )
     batch = vocabulary(texts, add_special_tokens=False)["input_ids"]
     assert batch == [baseline_tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
@@ -54,8 +55,13 @@ def test_a_different_vocabulary_is_a_mismatch(
 ) -> None:
     from gguf_export import write_gguf
 
-    tokens = [t for t, _ in sorted(json.loads((demo_model / "tokenizer.json").read_text())["model"]["vocab"].items(),
-                                    key=lambda item: item[1])]
+    tokens = [
+        t
+        for t, _ in sorted(
+            json.loads((demo_model / "tokenizer.json").read_text())["model"]["vocab"].items(),
+            key=lambda item: item[1],
+        )
+    ]
     tokens[100], tokens[101] = tokens[101], tokens[100]
     path = write_gguf(demo_model, tmp_path / "swapped.gguf", "Q8_0", tokens=tokens)
     vocabulary = get_adapter(ADAPTER).load_tokenizer(path)
@@ -80,6 +86,18 @@ def test_converter_padding_rows_are_not_tokens(gguf_files: dict[str, Path]) -> N
     assert GGUFVocabulary(padded, None).get_vocab() == vocabulary.get_vocab()
     # The same text at another id, or not marked UNUSED, is a real token.
     real = type(metadata)(
-        **{**metadata.__dict__, "tokens": (*metadata.tokens, "[PAD7]"), "token_types": (*metadata.token_types, 5)}
+        **{
+            **metadata.__dict__,
+            "tokens": (*metadata.tokens, "[PAD7]"),
+            "token_types": (*metadata.token_types, 5),
+        }
     )
     assert GGUFVocabulary(real, None).get_vocab()["[PAD7]"] == 2048
+
+
+def test_padded_embedding_rows_match_the_baseline_tokenizer(other_checkpoint: Path, other_gguf: Path) -> None:
+    """A GGUF whose embedding is longer than its tokenizer still shares the baseline's vocabulary."""
+    vocabulary = get_adapter(ADAPTER).load_tokenizer(other_gguf)
+    assert len(vocabulary.metadata.tokens) == 2080 and vocabulary.metadata.tokens[-1] == "[PAD2079]"
+    baseline = get_adapter("hf_causal").load_tokenizer(other_checkpoint)
+    compare_tokenizers(tokenizer_fingerprint(baseline), tokenizer_fingerprint(vocabulary))

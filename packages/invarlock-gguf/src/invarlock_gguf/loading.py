@@ -42,7 +42,9 @@ def gguf_path(model_id: str) -> Path:
             "or load it with a Hugging Face adapter (hf_causal)"
         )
     if path.exists():
-        raise ModelLoadError(f"{model_id} is not a .gguf file; pass a GGUF checkpoint or a directory holding one")
+        raise ModelLoadError(
+            f"{model_id} is not a .gguf file; pass a GGUF checkpoint or a directory holding one"
+        )
     raise ModelNotFoundError(
         f"{model_id} is not a local GGUF file or directory; the gguf adapter loads local files only "
         "(download the .gguf first and pass its path)"

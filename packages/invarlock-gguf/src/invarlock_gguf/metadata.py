@@ -78,7 +78,9 @@ def check_is_gguf(path: Path) -> None:
         with path.open("rb") as handle:
             magic = handle.read(4)
     except OSError as exc:
-        raise ModelLoadError(f"{path} cannot be read ({exc.strerror}); check the path and its permissions") from exc
+        raise ModelLoadError(
+            f"{path} cannot be read ({exc.strerror}); check the path and its permissions"
+        ) from exc
     if magic != GGUF_MAGIC:
         raise ModelLoadError(
             f"{path} is not a GGUF file (it does not start with the bytes 'GGUF'); pass a .gguf checkpoint "

@@ -10,7 +10,7 @@ from invarlock_gguf.models import GGUFModel
 
 
 def gguf_logits(model: GGUFModel, inputs: Mapping[str, Any]) -> Any:
-    """Float32 logits ``(batch, seq, vocab)`` on the CPU: each row evaluated by llama.cpp from an empty context.
+    """Float32 logits ``(batch, seq, vocab)`` on the CPU, each row evaluated by llama.cpp afresh.
 
     Rows are evaluated one after another (llama.cpp keeps one sequence's logits for every
     position); the ids are checked first, because llama.cpp aborts the process on an id outside
