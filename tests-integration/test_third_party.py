@@ -101,7 +101,9 @@ def test_tampered_chunked_snapshot_is_refused_and_model_untouched(tmp_path: Path
     with torch.no_grad():
         model.embed.weight.add_(1.0)
     before = model.embed.weight.clone()
-    shards[0].write_bytes(shards[0].read_bytes()[:-8])
+    raw = bytearray(shards[0].read_bytes())
+    raw[-1] ^= 0xFF  # same size, one byte of data altered
+    shards[0].write_bytes(bytes(raw))
     with pytest.raises(SnapshotCorruptError, match="checksum"):
         adapter.restore_chunked(model, path)
     assert torch.equal(model.embed.weight, before)

@@ -104,7 +104,7 @@ def test_plugin_schemas_are_valid_json_schema(schema_file: Path) -> None:
 
 
 def test_adapter_schema_id_matches_what_the_cli_prints() -> None:
-    from invarlock.cli.plugins import ADAPTERS_SCHEMA
+    from invarlock.listing import ADAPTERS_SCHEMA
 
     schema = json.loads((DOCS / "schemas" / "plugins-adapters.v1.json").read_text())
     assert schema["$id"] == ADAPTERS_SCHEMA
