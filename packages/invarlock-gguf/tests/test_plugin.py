@@ -76,15 +76,6 @@ def test_snapshot_hooks_say_inference_only(gguf_files: Any, hook: str, kwargs: d
     assert raised.value.code == "operation_unsupported"
 
 
-def test_adapter_refuses_snapshots_before_loading() -> None:
-    """Core refuses from the declaration alone: no model (and no llama.cpp) is needed to be told."""
-    adapter = get_adapter(ADAPTER)
-    with pytest.raises(UnsupportedOperationError):
-        adapter.snapshot(object())
-    with pytest.raises(UnsupportedOperationError):
-        adapter.restore_chunked(object(), Path("snapshot"))
-
-
 def test_hooks_leave_other_models_alone(pytorch_demo: Any, demo_model: Path) -> None:
     from invarlock_gguf import plugin
 

@@ -10,7 +10,9 @@ import pytest
 
 from invarlock.adapters import get_adapter
 from invarlock.errors import TokenizerMismatchError
-from invarlock.pipeline import PROBE_TEXT, compare_tokenizers, tokenizer_fingerprint
+from invarlock.certification.tokenizers import PROBE_TEXT
+from invarlock.certification.tokenizers import compare as compare_tokenizers
+from invarlock.certification.tokenizers import fingerprint as tokenizer_fingerprint
 
 ADAPTER = "gguf"
 
@@ -68,6 +70,8 @@ def test_a_different_vocabulary_is_a_mismatch(
     with pytest.raises(TokenizerMismatchError, match="vocabularies differ") as raised:
         compare_tokenizers(tokenizer_fingerprint(baseline_tokenizer), tokenizer_fingerprint(vocabulary))
     assert raised.value.code == "tokenizer_mismatch"
+    # Baseline first: id 100 is the token now at 101 in the baseline, and tokens[100] in the GGUF.
+    assert f"2 ids differ, first id 100: {tokens[101]!r} vs {tokens[100]!r}" in str(raised.value)
 
 
 def test_converter_padding_rows_are_not_tokens(gguf_files: dict[str, Path]) -> None:
