@@ -100,8 +100,8 @@ def test_command_line_certify_offline(demo_model: Path, gguf_files: dict[str, Pa
 
 
 def test_run_with_an_edit_is_refused_up_front(gguf_files: dict[str, Path], tmp_path: Path) -> None:
-    from invarlock.config import load_config
     from invarlock.certification.run import run
+    from invarlock.config import load_config
 
     config_text = (
         f"model:\n  id: {gguf_files['Q8_0']}\n  adapter: gguf\n"

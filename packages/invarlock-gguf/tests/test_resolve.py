@@ -78,3 +78,27 @@ def test_truncated_file_is_refused_before_llama_cpp(gguf_files: dict[str, Path],
     truncated.write_bytes(gguf_files["Q8_0"].read_bytes()[:2000])
     with pytest.raises(ModelLoadError, match="cannot parse"):
         get_adapter(ADAPTER).load_model(truncated)
+
+
+def test_hf_auto_loads_a_gguf_through_the_gguf_adapter(gguf_files: dict[str, Path]) -> None:
+    model = get_adapter("hf_auto").load_model(gguf_files["Q8_0"], device="cpu")
+    assert type(model).__name__ == "GGUFModel"
+    assert get_adapter("hf_auto").describe(model)["quantization"]["file_type"] == "MOSTLY_Q8_0"
+
+
+def test_describe_command(gguf_files: dict[str, Path]) -> None:
+    import json
+    import subprocess
+    import sys
+
+    directory = gguf_files["Q4_0"].parent
+    result = subprocess.run(
+        [sys.executable, "-m", "invarlock.cli", "describe", str(directory), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    printed = json.loads(result.stdout)
+    assert printed["adapter"]["name"] == ADAPTER
+    assert printed["adapter"]["reason"] == f"{directory} holds one GGUF file (model-q4_0.gguf)"
+    assert printed["description"]["quantization"]["tensor_types"] == {"Q4_0": 29, "F32": 9}

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from invarlock.adapters import get_adapter
-from invarlock.errors import TokenizerMismatchError
 from invarlock.certification.tokenizers import PROBE_TEXT
 from invarlock.certification.tokenizers import compare as compare_tokenizers
 from invarlock.certification.tokenizers import fingerprint as tokenizer_fingerprint
+from invarlock.errors import TokenizerMismatchError
 
 ADAPTER = "gguf"
 

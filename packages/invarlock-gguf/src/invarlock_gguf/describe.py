@@ -63,10 +63,9 @@ def gguf_structure(metadata: GGUFMetadata) -> dict[str, Any]:
             f"{arch}.attention.head_count, which describe its structure; re-convert it with a current "
             "convert_hf_to_gguf.py"
         )
-    per_layer = lambda value, default: _per_layer(value if value is not None else default, n_layer)  # noqa: E731
-    heads_per_layer = per_layer(heads, 0)
-    kv_heads = per_layer(metadata.arch_value("attention.head_count_kv"), heads_per_layer)
-    ff = per_layer(metadata.arch_value("feed_forward_length"), 0)
+    heads_per_layer = _per_layer(heads, n_layer)
+    kv_heads = _per_layer(metadata.arch_value("attention.head_count_kv", heads_per_layer), n_layer)
+    ff = _per_layer(metadata.arch_value("feed_forward_length", 0), n_layer)
     experts = metadata.arch_value("expert_count") or 0
     moe = None
     if experts:
@@ -180,7 +179,8 @@ def _hugging_face_tying(metadata: GGUFMetadata) -> dict[str, str] | None:
     from invarlock_hf.describe import tied_pairs
 
     try:
-        config = dict(load_gguf_checkpoint(str(metadata.path), return_tensors=False)["config"])
+        parsed = load_gguf_checkpoint(str(metadata.path), return_tensors=False)  # type: ignore[no-untyped-call]
+        config = dict(parsed["config"])
         config.pop("_model_name_or_path", None)
         hf_config = AutoConfig.for_model(config.pop("model_type"), **config)
         with torch.device("meta"):
