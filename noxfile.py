@@ -175,8 +175,37 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", *LINTED)
 
 
+SOURCES = tuple(str(path) for path in sorted(PACKAGES.glob("invarlock-*/src/*")) if path.is_dir())
+"""Every import package of every distribution in packages/."""
+
+
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict (configured in pyproject.toml) on core and the build tools."""
-    install(session, "mypy", package("core", "test"))
-    session.run("mypy", "packages/invarlock-core/src/invarlock", "tools")
+    """mypy --strict (configured in pyproject.toml) on every package and the build tools.
+
+    torch, transformers and bitsandbytes are installed so the code that uses them is checked
+    against their types; the backends of the onnx, gptq and awq sessions (optimum-onnx,
+    gptqmodel) cannot share one environment with them and read as Any.
+    """
+    install(session, "mypy", package("core", "test"), package("hf"), package("bnb"), "transformers>=5,<6")
+    session.run("mypy", *SOURCES, "tools")
+
+
+LOWEST = ("core", "hf", "bnb")
+"""The distributions the lowest session installs at their dependencies' lower bounds."""
+
+
+@nox.session
+def lowest(session: nox.Session) -> None:
+    """core, hf and bnb with every runtime dependency at its declared lower bound.
+
+    tools/lowest_constraints.py turns the pyproject lower bounds into pins. torch stays at
+    constraints/test.txt's 2.13.0: the only torch that installs here without several GB of CUDA,
+    so the declared torch lower bounds are not what this session tests.
+    """
+    install(session, "packaging")
+    pins = Path(session.create_tmp()) / "lowest-constraints.txt"
+    session.run("python", str(ROOT / "tools" / "lowest_constraints.py"), str(pins), *LOWEST)
+    install(session, "-c", str(pins), *(package(name, "test") for name in LOWEST))
+    for name in LOWEST:
+        pytest(session, f"packages/invarlock-{name}/tests")
