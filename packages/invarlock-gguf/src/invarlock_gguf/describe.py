@@ -114,7 +114,7 @@ def file_type_name(metadata: GGUFMetadata) -> str | None:
     if not isinstance(value, int):
         return None
     try:
-        return gguf.LlamaFileType(value).name
+        return str(gguf.LlamaFileType(value).name)
     except ValueError:
         return f"unknown ({value})"
 
