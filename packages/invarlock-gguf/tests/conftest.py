@@ -21,7 +21,7 @@ from gguf_export import write_gguf
 
 DEMO_MODEL = Path(__file__).resolve().parents[3] / "demo" / "model"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
-WEIGHT_TYPES = ("F32", "F16", "Q8_0", "Q4_0")
+WEIGHT_TYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q2_IN_Q4_0")
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +32,10 @@ def demo_model() -> Path:
 
 @pytest.fixture(scope="session")
 def gguf_files(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Weight type → a directory holding one GGUF of the demo model with that type (model-<type>.gguf)."""
+    """Weight type → a directory holding one GGUF of the demo model with that type (model-<type>.gguf).
+
+    ``Q2_IN_Q4_0`` is 2-bit round-to-nearest in Q4_0 blocks (see gguf_export.TWO_BIT_IN_Q4_0).
+    """
     return {
         weight_type: write_gguf(
             demo_model,

@@ -22,7 +22,16 @@ from typing import Any
 
 import numpy as np
 
-WEIGHT_TYPES = ("F32", "F16", "Q8_0", "Q5_0", "Q4_0", "Q4_1")
+WEIGHT_TYPES = ("F32", "F16", "Q8_0", "Q5_0", "Q4_0", "Q4_1", "Q2_IN_Q4_0")
+TWO_BIT_IN_Q4_0 = "Q2_IN_Q4_0"
+"""2-bit round-to-nearest weights stored in Q4_0 blocks: a 2-bit GGUF llama.cpp runs on this model.
+
+numpy has no 2-bit GGUF type for this model: gguf.quants quantizes no K-quant, and every 2-bit
+type (Q2_K, TQ2_0, IQ2_*) packs rows of 256 weights, while the demo model's rows have 128. So each
+block of 32 weights gets four levels (-2, -1, 0, 1) times one scale, like the demo's 2-bit RTN
+edit, written as Q4_0 codes that llama.cpp dequantizes back to exactly those levels. The file is a
+valid Q4_0 GGUF (file type MOSTLY_Q4_0) whose weights carry 2 bits of information.
+"""
 
 
 def _tensor_names(layer: int | None, hf: str) -> str:
@@ -61,6 +70,19 @@ def permute_for_rope(weight: np.ndarray, heads: int) -> np.ndarray:
     return (
         weight.reshape(heads, 2, rows // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
     )
+
+
+def quantize_two_bit_q4_0(weight: np.ndarray) -> np.ndarray:
+    """Q4_0 block bytes (f16 scale, 16 bytes of nibbles per 32 weights) holding 2-bit codes."""
+    rows, columns = weight.shape
+    blocks = weight.reshape(-1, 32).astype(np.float32)
+    peak = np.take_along_axis(blocks, np.abs(blocks).argmax(axis=-1, keepdims=True), axis=-1)
+    scale = (peak / -2).astype(np.float16)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        codes = np.where(scale == 0, 0, np.rint(blocks / scale.astype(np.float32)))
+    nibbles = (np.clip(codes, -2, 1) + 8).astype(np.uint8)
+    packed = nibbles[:, :16] | (nibbles[:, 16:] << np.uint8(4))
+    return np.concatenate([scale.view(np.uint8), packed], axis=-1).reshape(rows, columns // 32 * 18)
 
 
 def _vocabulary(checkpoint: Path) -> tuple[list[str], list[int], str]:
@@ -113,7 +135,8 @@ def write_gguf(
     state = load_file(str(checkpoint / "model.safetensors"))
     heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
-    quant = gguf.GGMLQuantizationType[weight_type]
+    two_bit = weight_type == TWO_BIT_IN_Q4_0
+    quant = gguf.GGMLQuantizationType["Q4_0" if two_bit else weight_type]
     file_type = {
         "F32": gguf.LlamaFileType.ALL_F32,
         "F16": gguf.LlamaFileType.MOSTLY_F16,
@@ -121,6 +144,7 @@ def write_gguf(
         "Q5_0": gguf.LlamaFileType.MOSTLY_Q5_0,
         "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
         "Q4_1": gguf.LlamaFileType.MOSTLY_Q4_1,
+        TWO_BIT_IN_Q4_0: gguf.LlamaFileType.MOSTLY_Q4_0,
     }[weight_type]
 
     vocab, token_types, pre = _vocabulary(checkpoint)
@@ -163,6 +187,8 @@ def write_gguf(
             writer.add_tensor(target, data)
         elif weight_type == "F16":
             writer.add_tensor(target, data.astype(np.float16))
+        elif two_bit:
+            writer.add_tensor(target, quantize_two_bit_q4_0(data), raw_dtype=quant)
         else:
             writer.add_tensor(target, gguf.quants.quantize(data, quant), raw_dtype=quant)
     writer.write_header_to_file()

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from invarlock.certification.certify import CertifyOptions, certify
+from invarlock.certification.evaluate import WindowSettings
 from invarlock.errors import EditError, TokenizerMismatchError
 
 # Small enough for two cores, wide enough for a verdict: 32 windows of 128 tokens.
-OPTIONS = CertifyOptions(windows=32, seq_len=128, device="cpu")
+OPTIONS = CertifyOptions(windows=WindowSettings(windows=32, seq_len=128), device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +45,22 @@ def test_q8_0_passes_with_its_description(
     assert certificate["stats"]["ratio"] < 1.02
 
 
-def test_4_bit_fails_like_the_demos_low_bit_edit(demo_model: Path, gguf_files: dict[str, Path]) -> None:
-    certificate = certify(str(demo_model), str(gguf_files["Q4_0"]), OPTIONS)
+def test_2_bit_fails_like_the_demos_2_bit_edit(demo_model: Path, gguf_files: dict[str, Path]) -> None:
+    """2-bit weights (the demo's rtn2 precision) in a Q4_0 GGUF: certify fails on perplexity alone."""
+    certificate = certify(str(demo_model), str(gguf_files["Q2_IN_Q4_0"]), OPTIONS)
     assert certificate["verdict"] == "FAIL"
     assert certificate["invariants"]["passed"], "only the perplexity gate should fail"
     assert certificate["gate"]["ratio_passed"] is False
-    assert certificate["stats"]["ci"][1] > OPTIONS.policy.max_ratio
+    assert certificate["stats"]["ci"][0] > OPTIONS.policy.max_ratio
+    assert certificate["subject"]["description"]["quantization"]["file_type"] == "MOSTLY_Q4_0"
+
+
+def test_4_bit_costs_more_than_8_bit(
+    demo_model: Path, gguf_files: dict[str, Path], q8_certificate: dict[str, Any]
+) -> None:
+    certificate = certify(str(demo_model), str(gguf_files["Q4_0"]), OPTIONS)
+    assert certificate["invariants"]["passed"]
+    assert certificate["stats"]["ratio"] > q8_certificate["stats"]["ratio"] + 0.01
 
 
 def test_f32_scores_like_the_baseline(demo_model: Path, gguf_files: dict[str, Path]) -> None:
