@@ -83,4 +83,6 @@ def test_the_description_must_declare_the_appended_tokens() -> None:
         with pytest.raises(TokenizerMismatchError, match="declares exactly that growth"):
             tokenizers.check_declared(["<a>", "<b>"], wrong)
     with pytest.raises(TokenizerMismatchError):
-        tokenizers.check_declared(["<a>", "<b>"], description(102, vocab_growth=growth(tokens=["<x>", "<y>"])))
+        tokenizers.check_declared(
+            ["<a>", "<b>"], description(102, vocab_growth=growth(tokens=["<x>", "<y>"]))
+        )

@@ -90,7 +90,11 @@ def llama_lora_added_tokens(llama_base: Path, tmp_path_factory: pytest.TempPathF
     torch.manual_seed(2)
     base.resize_token_embeddings(len(tokenizer))
     make_adapter(
-        base, target, llama_base, target_modules=["q_proj", "v_proj"], modules_to_save=["embed_tokens", "lm_head"]
+        base,
+        target,
+        llama_base,
+        target_modules=["q_proj", "v_proj"],
+        modules_to_save=["embed_tokens", "lm_head"],
     )
     tokenizer.save_pretrained(target)
     return target
@@ -102,7 +106,9 @@ def llama_nf4_base(llama_base: Path, tmp_path_factory: pytest.TempPathFactory) -
     from invarlock.adapters import get_adapter
 
     target = tmp_path_factory.mktemp("llama-nf4")
-    model = get_adapter("hf_bnb").load_model(llama_base, device="cpu", load_in_4bit=True, bnb_4bit_quant_type="nf4")
+    model = get_adapter("hf_bnb").load_model(
+        llama_base, device="cpu", load_in_4bit=True, bnb_4bit_quant_type="nf4"
+    )
     model.save_pretrained(target)
     save_tiny_tokenizer(target)
     return target

@@ -16,7 +16,9 @@ FAST = ["--seq-len", "16", "--windows", "8", "--bootstrap", "200", "--device", "
 
 
 def certify(baseline: Path, subject: Path, out: Path, *extra: str) -> tuple[int, dict[str, Any]]:
-    code = main(["certify", "--baseline", str(baseline), "--subject", str(subject), "--out", str(out), *FAST, *extra])
+    code = main(
+        ["certify", "--baseline", str(baseline), "--subject", str(subject), "--out", str(out), *FAST, *extra]
+    )
     certificate = json.loads((out / "certificate.json").read_text()) if code in (0, 1) else {}
     if certificate:
         import jsonschema
@@ -48,11 +50,16 @@ def test_a_declared_vocabulary_growth_is_accepted_exactly(
     code, certificate = certify(llama_base, llama_lora_added_tokens, tmp_path)
     assert code in (0, 1)
     assert certificate["subject"]["description"]["vocab_growth"] == {
-        "base_vocab_size": 128, "vocab_size": 130, "added_tokens": list(added_tokens)
+        "base_vocab_size": 128,
+        "vocab_size": 130,
+        "added_tokens": list(added_tokens),
     }
     assert certificate["tokenizer"]["added_tokens"] == list(added_tokens)
     structure = check(certificate, "structure")
-    assert structure["passed"] and "vocab_size grew from 128 to 130 as the subject declares" in structure["detail"]
+    assert (
+        structure["passed"]
+        and "vocab_size grew from 128 to 130 as the subject declares" in structure["detail"]
+    )
 
 
 def test_an_undeclared_vocabulary_growth_is_refused(
@@ -77,7 +84,9 @@ def test_merged_against_unmerged(llama_lora: Path, tmp_path: Path) -> None:
     assert certificate["baseline"]["description"]["peft"]["merged"] is False
     assert certificate["subject"]["description"]["peft"]["merged"] is True
     assert certificate["subject_load_options"] == {"merge": True}
-    assert certificate["stats"]["ratio"] == pytest.approx(1.0, abs=1e-4)  # float32: merging is exact to rounding
+    assert certificate["stats"]["ratio"] == pytest.approx(
+        1.0, abs=1e-4
+    )  # float32: merging is exact to rounding
 
 
 def test_merged_into_a_4bit_base_against_unmerged(qlora: Path, tmp_path: Path) -> None:

@@ -35,12 +35,27 @@ def test_the_peft_block_states_the_adapter(llama_lora: Path, llama_base: Path) -
 
 def test_the_structure_is_the_bases(llama_lora: Path, llama_base: Path) -> None:
     peft_description = describe(llama_lora)
-    base_description = dict(get_adapter("hf_causal").describe(get_adapter("hf_causal").load_model(llama_base)))
-    for key in ("model_type", "role", "n_layer", "heads_per_layer", "kv_heads_per_layer", "mlp_dims",
-                "hidden_size", "vocab_size", "tying", "quantization"):
+    base_description = dict(
+        get_adapter("hf_causal").describe(get_adapter("hf_causal").load_model(llama_base))
+    )
+    for key in (
+        "model_type",
+        "role",
+        "n_layer",
+        "heads_per_layer",
+        "kv_heads_per_layer",
+        "mlp_dims",
+        "hidden_size",
+        "vocab_size",
+        "tying",
+        "quantization",
+    ):
         assert peft_description[key] == base_description[key], key
     # n_params counts every parameter of the loaded model: the base's and the adapter's.
-    assert peft_description["n_params"] == base_description["n_params"] + peft_description["peft"]["adapter_parameters"]
+    assert (
+        peft_description["n_params"]
+        == base_description["n_params"] + peft_description["peft"]["adapter_parameters"]
+    )
 
 
 def test_added_tokens_are_declared(llama_lora_added_tokens: Path, added_tokens: tuple[str, ...]) -> None:
@@ -79,15 +94,21 @@ def test_dora_and_ia3_are_named_as_such(llama_base: Path, tmp_path: Path, make_a
     base = AutoModelForCausalLM.from_pretrained(llama_base)
     dora = make_adapter(base, tmp_path / "dora", llama_base, target_modules=["o_proj"], use_dora=True)
     block = describe(dora)["peft"]
-    assert block["method"] == "dora" and block["adapted_layers"] == ["model.layers.0.self_attn.o_proj",
-                                                                      "model.layers.1.self_attn.o_proj"]
+    assert block["method"] == "dora" and block["adapted_layers"] == [
+        "model.layers.0.self_attn.o_proj",
+        "model.layers.1.self_attn.o_proj",
+    ]
     # DoRA's magnitude vector (one per output feature) is part of the adapter.
     assert block["adapter_parameters"] == 2 * (4 * (32 + 32) + 32)
 
     from peft import IA3Config, get_peft_model
 
-    ia3_model = get_peft_model(AutoModelForCausalLM.from_pretrained(llama_base), IA3Config(
-        target_modules=["k_proj", "down_proj"], feedforward_modules=["down_proj"], init_ia3_weights=False))
+    ia3_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(llama_base),
+        IA3Config(
+            target_modules=["k_proj", "down_proj"], feedforward_modules=["down_proj"], init_ia3_weights=False
+        ),
+    )
     ia3_model.save_pretrained(tmp_path / "ia3")
     block = describe(tmp_path / "ia3")["peft"]
     assert block["method"] == "ia3" and block["rank"] is None and block["alpha"] is None

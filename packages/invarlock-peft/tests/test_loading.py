@@ -111,7 +111,10 @@ def test_bad_options_are_refused(llama_lora: Path, options: dict[str, object]) -
 
 
 def test_added_tokens_grow_the_base_vocabulary_to_the_adapters(
-    llama_lora_added_tokens: Path, llama_base: Path, inputs: dict[str, torch.Tensor], added_tokens: tuple[str, ...]
+    llama_lora_added_tokens: Path,
+    llama_base: Path,
+    inputs: dict[str, torch.Tensor],
+    added_tokens: tuple[str, ...],
 ) -> None:
     adapter = get_adapter("hf_peft")
     model = adapter.load_model(llama_lora_added_tokens, device="cpu")
@@ -154,7 +157,9 @@ def test_qlora_loads_the_4bit_base_with_hf_bnb(
     model = adapter.load_model(qlora, device="cpu")
     description = adapter.describe(model)
     assert description["peft"]["base_adapter"] == "hf_bnb"
-    assert description["quantization"]["method"] == "bitsandbytes" and description["quantization"]["bits"] == 4
+    assert (
+        description["quantization"]["method"] == "bitsandbytes" and description["quantization"]["bits"] == 4
+    )
     base_logits = get_adapter("hf_bnb").logits(get_adapter("hf_bnb").load_model(llama_nf4_base), inputs)
     assert not torch.allclose(logits_of(model, inputs), base_logits, atol=1e-4)
 

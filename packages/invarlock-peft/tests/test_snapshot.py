@@ -32,7 +32,9 @@ def edit_adapter(model: Any) -> None:
 
 def edit_base(model: Any) -> None:
     with torch.no_grad():
-        name, tensor = next((n, t) for n, t in base_tensors(model) if t.is_floating_point() and "layers.1" in n)
+        name, tensor = next(
+            (n, t) for n, t in base_tensors(model) if t.is_floating_point() and "layers.1" in n
+        )
         tensor.view(-1)[0] += 1.0
 
 
@@ -97,7 +99,9 @@ def test_the_base_digest_covers_the_4bit_quantization_state(qlora: Path) -> None
     adapter = get_adapter("hf_peft")
     model = adapter.load_model(qlora, device="cpu")
     snapshot = adapter.snapshot(model)
-    absmax = next(t for name, t in quantization_state(model.get_base_model()).items() if name.endswith("absmax"))
+    absmax = next(
+        t for name, t in quantization_state(model.get_base_model()).items() if name.endswith("absmax")
+    )
     with torch.no_grad():
         absmax.mul_(2)
     with pytest.raises(PeftBaseChangedError):

@@ -197,6 +197,8 @@ class SnapshotWriteError(InvarlockError):
     """A chunked snapshot could not be written (disk full, read-only, not a directory); nothing is left."""
 
     code = "snapshot_write_failed"
+
+
 # -- PEFT adapters (invarlock-peft) ----------------------------------------------------------------
 
 
@@ -210,3 +212,12 @@ class PeftBaseChangedError(SnapshotMismatchError):
     """An adapter-only snapshot is restored over base weights that differ from those it was taken over."""
 
     code = "peft_base_changed"
+
+
+# -- GGUF checkpoints (invarlock-gguf) ------------------------------------------------------------
+
+
+class AmbiguousCheckpointError(ModelLoadError):
+    """A directory holds several model files of one format (GGUF), so which one to load is not clear."""
+
+    code = "checkpoint_ambiguous"

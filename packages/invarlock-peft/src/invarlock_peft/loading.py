@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from invarlock.errors import ModelLoadError, PeftBaseNotFoundError
-from invarlock.network import ALLOW_NETWORK_ENV, hub_offline_unless_allowed, network_allowed, not_available_offline
+from invarlock.network import (
+    ALLOW_NETWORK_ENV,
+    hub_offline_unless_allowed,
+    network_allowed,
+    not_available_offline,
+)
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -229,7 +234,9 @@ def _load_base(base: str, device: str, options: dict[str, Any], config: dict[str
         base_options.setdefault("revision", config["revision"])
     chosen = resolve_adapter(base, base_options).adapter
     if chosen == "hf_peft":
-        raise ModelLoadError(f"the base {base} is itself a PEFT adapter; pass the base model it was trained on")
+        raise ModelLoadError(
+            f"the base {base} is itself a PEFT adapter; pass the base model it was trained on"
+        )
     # Through the base adapter's own entry: a missing distribution or backend gets its pip command.
     return get_adapter(chosen).load_model(base, device=device, **base_options), chosen
 

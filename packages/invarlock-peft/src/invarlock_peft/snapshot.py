@@ -104,7 +104,7 @@ def _adapter_prefixes_or_refuse(model: Any) -> list[str]:
     prefixes = adapter_prefixes(model)
     if not prefixes:
         raise SnapshotMismatchError(
-            "this PeftModel holds no adapter tensors to snapshot; load it with snapshot=\"full\""
+            'this PeftModel holds no adapter tensors to snapshot; load it with snapshot="full"'
         )
     return prefixes
 

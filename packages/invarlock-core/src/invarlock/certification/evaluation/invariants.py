@@ -41,7 +41,9 @@ def structure_check(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> 
         return InvariantCheck("structure", True, f"descriptions agree on {', '.join(agreed)}{accepted}")
     details = "; ".join(f"{k}: {baseline.get(k)!r} vs {subject.get(k)!r}" for k in differing)
     if "vocab_size" in differing and isinstance(subject.get(VOCAB_GROWTH_KEY), Mapping):
-        details += f" (the subject declares a vocab_growth of {dict(subject[VOCAB_GROWTH_KEY])!r}, another step)"
+        details += (
+            f" (the subject declares a vocab_growth of {dict(subject[VOCAB_GROWTH_KEY])!r}, another step)"
+        )
     return InvariantCheck("structure", False, f"baseline vs subject differ in {details}")
 
 
