@@ -118,7 +118,12 @@ def awq(session: nox.Session) -> None:
 def compressed(session: nox.Session) -> None:
     """invarlock-compressed: compressed-tensors 0.20 needs transformers 5; fixtures made on the CPU."""
     install(
-        session, package("core", "test"), package("hf"), package("compressed", "test"), "transformers>=5,<6"
+        session,
+        package("core", "test"),
+        package("torch"),
+        package("hf"),
+        package("compressed", "test"),
+        "transformers>=5,<6",
     )
     pytest(session, "packages/invarlock-compressed/tests")
 
