@@ -89,7 +89,7 @@ def mixed_site(site: Any) -> Any:
 # -- core alone -------------------------------------------------------------------------------
 
 
-def test_core_alone_lists_the_nine_first_party_adapters_with_their_install(
+def test_core_alone_lists_every_first_party_adapter_with_its_install(
     core_alone: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["plugins", "adapters", "--json"]) == 0
