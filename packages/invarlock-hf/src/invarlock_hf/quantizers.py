@@ -149,6 +149,11 @@ def _transformers_warnings(into: list[str]) -> Iterator[None]:
     handlers, propagate, level = list(logger.handlers), logger.propagate, logger.level
     for handler in handlers:  # shown in the row's reason instead of on stderr
         logger.removeHandler(handler)
+    # transformers says each notice once per process (an lru_cache on Logger.warning_once); two
+    # methods sharing a quantizer (fp8, mxfp8) must each hear it.
+    cache_clear = getattr(getattr(logging.Logger, "warning_once", None), "cache_clear", None)
+    if callable(cache_clear):
+        cache_clear()
     collector = _Collect(into)
     logger.addHandler(collector)
     logger.propagate = False
