@@ -57,6 +57,7 @@ from invarlock.errors import (
     UnsupportedOperationError,
 )
 from invarlock.manager import get_plugin_manager
+from invarlock.quantizers import QuantizationMethod, QuantizerStatus
 from invarlock.readiness import Status, check_backend
 from invarlock.types import Role, SnapshotSupport
 
@@ -78,7 +79,7 @@ __all__ = [
 def full_state(model: Any) -> dict[str, Any]:
     """CPU copies of every tensor a restore must bring back, by name.
 
-    The state dict (which carries what layers keep outside parameters, such as bitsandbytes'
+    The state dict (which carries what layers keep outside parameters, such as a quantized layer's
     quantization state), plus every parameter and buffer under every name it is reachable by:
     non-persistent buffers (rotary caches) and tied aliases (``lm_head.weight`` beside the
     embedding) included. The one definition of a model's state used by every bit-exactness check.
@@ -617,3 +618,27 @@ class AdapterConformance:
             model, SnapshotCorruptError, lambda: adapter.restore_chunked(model, path)
         )
         assert str(path) in message or largest.name in message, f"the error names no file: {message}"
+
+    # -- quantization methods (compressed: invarlock plugins quantizers) ---------------------------
+
+    @covers("invarlock_quantization_methods")
+    def test_quantization_methods_are_well_formed(self) -> None:
+        """A plugin that lists quantization methods gives one well-formed row per method; an
+        ``adapter`` row names an adapter InvarLock knows, a ``needs_extra`` row says what to install."""
+        impls = [
+            impl
+            for impl in get_plugin_manager().hook.invarlock_quantization_methods.get_hookimpls()
+            if impl.plugin_name == self._plugin_name()
+        ]
+        known = {record.name for record in get_plugin_manager().adapter_records()}
+        for impl in impls:
+            rows = list(impl.function())
+            methods = [getattr(row, "method", None) for row in rows]
+            assert len(methods) == len(set(methods)), f"{impl.plugin_name} lists a method twice"
+            for row in rows:
+                assert isinstance(row, QuantizationMethod), f"not a QuantizationMethod: {row!r}"
+                assert isinstance(row.status, QuantizerStatus) and row.method and row.reason.strip()
+                if row.status is QuantizerStatus.ADAPTER:
+                    assert row.adapter in known, f"{row.method} names an unknown adapter {row.adapter}"
+                if row.status is QuantizerStatus.NEEDS_EXTRA:
+                    assert row.install or "install" in row.reason, f"{row.method} says nothing to install"

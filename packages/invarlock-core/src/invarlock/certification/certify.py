@@ -25,7 +25,7 @@ from invarlock.certification.evaluate import WindowSettings, judge_pair, plan_ev
 from invarlock.certification.evaluation.gate import GatePolicy
 from invarlock.certification.evaluation.windows import token_stream
 from invarlock.certification.progress import Progress
-from invarlock.errors import InvarlockError
+from invarlock.errors import InvarlockError, RoleMismatchError
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def certify(
     if appended:
         tokenizers.check_declared(appended, subj_description)
     if subj_description["role"] != role:
-        raise InvarlockError(
+        raise RoleMismatchError(
             f"the subject is a {subj_description['role']} model but the baseline is {role}; "
             "certify compares two models of one role"
         )

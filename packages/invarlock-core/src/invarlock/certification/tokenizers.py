@@ -25,6 +25,7 @@ def fingerprint(tokenizer: Any) -> dict[str, Any]:
     probe = list(tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"])
     return {
         "class": type(tokenizer).__name__,
+        "vocab": vocab,
         "vocab_size": len(vocab),
         "vocab_sha256": vocab_hash,
         "probe_ids": probe,
@@ -53,7 +54,10 @@ def compare(baseline: Mapping[str, Any], subject: Mapping[str, Any], *, appended
         (:func:`check_declared`); the probe text and special ids must still agree.
     """
     if baseline["vocab_sha256"] != subject["vocab_sha256"] and not appended:
-        what = f"vocabularies differ ({baseline['vocab_size']} vs {subject['vocab_size']} tokens)"
+        what = (
+            f"vocabularies differ ({baseline['vocab_size']} vs {subject['vocab_size']} tokens"
+            f"{vocabulary_difference(baseline.get('vocab'), subject.get('vocab'))})"
+        )
     elif baseline["probe_ids"] != subject["probe_ids"]:
         what = "they split the same probe text into different tokens"
     elif baseline["special_ids"] != subject["special_ids"]:
@@ -79,6 +83,21 @@ def check_declared(appended: list[str], description: Mapping[str, Any]) -> None:
         f"({', '.join(appended[:5])}) but its description declares "
         + (f"a vocab_growth of {count} token(s) ({declared})" if growth else "no vocab_growth")
         + "; certify accepts a grown vocabulary only when the subject's adapter declares exactly that growth"
+    )
+
+
+def vocabulary_difference(baseline: Mapping[str, int] | None, subject: Mapping[str, int] | None) -> str:
+    """``"; 2 ids differ, first id 100: 'ab' vs 'ba'"``: where two vocabularies part (empty if unknown)."""
+    if baseline is None or subject is None:
+        return ""
+    by_id = [{index: token for token, index in vocab.items()} for vocab in (baseline, subject)]
+    differing = sorted(i for i in set(by_id[0]) | set(by_id[1]) if by_id[0].get(i) != by_id[1].get(i))
+    if not differing:
+        return ""
+    first = differing[0]
+    return (
+        f"; {len(differing)} id{'s' if len(differing) > 1 else ''} differ, first id {first}: "
+        f"{by_id[0].get(first)!r} vs {by_id[1].get(first)!r}"
     )
 
 
