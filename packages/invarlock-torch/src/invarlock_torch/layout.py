@@ -220,7 +220,7 @@ def _has_real_storage(tensor: torch.Tensor) -> bool:
 def _placement(tensor: torch.Tensor) -> dict[str, Any]:
     mesh = tensor.device_mesh  # type: ignore[attr-defined]
     return {
-        "placements": [str(p) for p in tensor.placements],  # type: ignore[attr-defined]
+        "placements": [repr(p) for p in tensor.placements],  # type: ignore[attr-defined]
         "mesh_shape": list(mesh.shape),
         "coordinate": list(mesh.get_coordinate() or []),
         "global_shape": list(tensor.shape),
