@@ -29,7 +29,7 @@ from invarlock.errors import (
     SnapshotPartiallyRestoredError,
     SnapshotWriteError,
 )
-from invarlock.testing import mutate_weights, states_bit_equal
+from invarlock.testing import differing_tensors, mutate_weights
 from invarlock_torch import restore_chunked_snapshot, restore_snapshot, take_snapshot, write_chunked_snapshot
 
 SMALL_SHARDS = 2048
@@ -146,7 +146,7 @@ def test_shard_rewritten_in_place_before_the_first_write_is_refused_untouched(
         restore_chunked_snapshot(model, path)
     message = one_line(caught.value, "snapshot_corrupt")
     assert "changed on disk" in message and "untouched" in message and last.name in message
-    assert not states_bit_equal(edited, full_state(model)), "a refused restore changed the model"
+    assert not differing_tensors(edited, full_state(model)), "a refused restore changed the model"
 
 
 @pytest.mark.parametrize("damage", ["rewrite a byte", "truncate"])
@@ -181,7 +181,7 @@ def test_shard_changed_in_place_once_writing_began_is_a_partial_restore(
         or torch.equal(now[n].view(torch.uint8), before[n].view(torch.uint8))
         for n in now
     )
-    assert states_bit_equal(edited, now), "nothing was written at all"
+    assert differing_tensors(edited, now), "nothing was written at all"
     # As the message says: restore again from a good snapshot.
     first.write_bytes(good)
     restore_chunked_snapshot(model, path)
@@ -206,7 +206,7 @@ def test_snapshot_object_whose_tensors_changed_is_refused_before_any_write(
         restore_snapshot(model, snapshot)
     message = one_line(caught.value, "snapshot_mismatch")
     assert "changed since it was taken" in message and "untouched" in message
-    assert not states_bit_equal(edited, full_state(model)), "a refused restore changed the model"
+    assert not differing_tensors(edited, full_state(model)), "a refused restore changed the model"
 
 
 # -- chunked writes that fail on disk ------------------------------------------------------------------

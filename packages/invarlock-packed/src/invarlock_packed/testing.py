@@ -12,9 +12,10 @@ on a machine also JIT-builds gptqmodel's CPU packing extension (about 30 s, cach
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
+if TYPE_CHECKING:
+    import pytest
 
 __all__ = [
     "LLAMA_LINEARS",
@@ -22,11 +23,8 @@ __all__ = [
     "TINY_SIZES",
     "batch",
     "calibration_samples",
-    "checkpoints",
     "copy_with_quantization_config",
     "legacy_only_readiness",
-    "llama_base",
-    "opt_base",
     "quantize_checkpoint",
     "relative_error",
     "save_base_checkpoint",
@@ -146,21 +144,6 @@ def batch() -> dict[str, Any]:
 def relative_error(logits: Any, reference: Any) -> float:
     """Relative L2 error of ``logits`` against ``reference``."""
     return float((logits.float() - reference.float()).norm() / reference.float().norm())
-
-
-@pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("checkpoints")
-
-
-@pytest.fixture(scope="session")
-def llama_base(checkpoints: Path) -> Path:
-    return save_base_checkpoint("llama", checkpoints / "llama")
-
-
-@pytest.fixture(scope="session")
-def opt_base(checkpoints: Path) -> Path:
-    return save_base_checkpoint("opt", checkpoints / "opt", seed=1)
 
 
 def legacy_only_readiness(
