@@ -13,7 +13,7 @@ from torch import nn
 
 import invarlock_torch.layout
 from invarlock.errors import SnapshotMismatchError, UnsupportedOperationError
-from invarlock.testing import mutate_weights, differing_tensors
+from invarlock.testing import differing_tensors, mutate_weights
 from invarlock_torch import restore_chunked_snapshot, restore_snapshot, take_snapshot, write_chunked_snapshot
 
 
@@ -85,7 +85,8 @@ def test_a_plain_snapshot_is_refused_by_a_sharded_model_untouched(mesh: Any) -> 
 
 
 class Wrapped(torch.Tensor):
-    """A minimal wrapper tensor subclass (its storage is not its data), as torchao's are."""
+    """A minimal wrapper tensor subclass (its storage is not its data) that does not say what it is
+    made of (no ``__tensor_flatten__``), so the engine cannot decompose it."""
 
     @staticmethod
     def __new__(cls, inner: torch.Tensor) -> Wrapped:
@@ -93,9 +94,6 @@ class Wrapped(torch.Tensor):
 
     def __init__(self, inner: torch.Tensor) -> None:
         self.inner = inner
-
-    def __tensor_flatten__(self) -> tuple[list[str], None]:
-        return ["inner"], None
 
     @classmethod
     def __torch_dispatch__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
@@ -139,3 +137,46 @@ def test_views_of_one_storage_are_kept_apart_and_restored(full_state: Any, asser
     mutate_weights(model)
     restore_snapshot(model, snapshot)
     assert_restored(before, model)
+
+
+def test_torchao_int8_weights_round_trip_through_their_components(tmp_path: Path) -> None:
+    quantization = pytest.importorskip("torchao.quantization", reason="needs torchao")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 16)).eval()
+    quantization.quantize_(model, quantization.Int8WeightOnlyConfig())
+    weight = model[0].weight
+    assert type(weight).__name__ == "Int8Tensor"
+    components = weight.__tensor_flatten__()[0]
+    inputs = torch.randn(4, 32)
+    with torch.no_grad():
+        expected = model(inputs)
+
+    def state() -> dict[str, torch.Tensor]:
+        return {f"{i}.{c}": getattr(model[i].weight, c).detach().clone() for i in (0, 2) for c in components}
+
+    before = state()
+    snapshot = take_snapshot(model)
+    assert {f"0.weight.{c}" for c in components} <= set(snapshot.names)
+    path = write_chunked_snapshot(model, tmp_path)
+    for restore in (lambda: restore_snapshot(model, snapshot), lambda: restore_chunked_snapshot(model, path)):
+        with torch.no_grad():
+            for i in (0, 2):
+                model[i].weight.qdata.bitwise_not_()
+                model[i].weight.scale.mul_(3.0)
+        assert differing_tensors(before, state())
+        restore()
+        assert not differing_tensors(before, state())
+        with torch.no_grad():
+            assert torch.equal(model(inputs), expected)
+
+
+def test_a_torchao_snapshot_is_refused_by_a_plain_model_untouched() -> None:
+    quantization = pytest.importorskip("torchao.quantization", reason="needs torchao")
+    torch.manual_seed(0)
+    quantized = nn.Sequential(nn.Linear(32, 64)).eval()
+    quantization.quantize_(quantized, quantization.Int8WeightOnlyConfig())
+    plain = nn.Sequential(nn.Linear(32, 64)).eval()
+    before = {k: v.clone() for k, v in plain.state_dict().items()}
+    with pytest.raises(SnapshotMismatchError, match="missing from the model"):
+        restore_snapshot(plain, take_snapshot(quantized))
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in before.items())
