@@ -224,17 +224,21 @@ def typecheck(session: nox.Session) -> None:
     against their types; the backends of the onnx, gptq and awq sessions (optimum-onnx,
     gptqmodel) cannot share one environment with them and read as Any.
     """
-    install(session, "mypy", package("core", "test"), package("hf"), package("bnb"), "transformers>=5,<6")
+    install(
+        session,
+        *("mypy", package("core", "test"), package("torch"), package("hf"), package("bnb")),
+        "transformers>=5,<6",
+    )
     session.run("mypy", *SOURCES, "tools")
 
 
-LOWEST = ("core", "hf", "bnb")
+LOWEST = ("core", "torch", "hf", "bnb")
 """The distributions the lowest session installs at their dependencies' lower bounds."""
 
 
 @nox.session
 def lowest(session: nox.Session) -> None:
-    """core, hf and bnb with every runtime dependency at its declared lower bound.
+    """core, torch, hf and bnb with every runtime dependency at its declared lower bound.
 
     tools/lowest_constraints.py turns the pyproject lower bounds into pins. torch stays at
     constraints/test.txt's 2.13.0: the only torch that installs here without several GB of CUDA,
