@@ -55,7 +55,8 @@ def quantization_methods() -> list[QuantizationMethod]:
 
     device_map = "cuda" if torch.cuda.is_available() else "cpu"
     rows = []
-    for key, quantizer_class in AUTO_QUANTIZER_MAPPING.items():
+    # A copy: checking a quantizer imports its backend, which can register more methods meanwhile.
+    for key, quantizer_class in list(AUTO_QUANTIZER_MAPPING.items()):
         rows.append(
             _check(key, quantizer_class, AUTO_QUANTIZATION_CONFIG_MAPPING.get(key), device_map, torch)
         )
