@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from invarlock.testing import states_bit_equal
+from invarlock import testing
 
 
 class TinyNet(nn.Module):
@@ -36,19 +36,6 @@ class TinyNet(nn.Module):
         return out
 
 
-def _full_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """CPU copies of every parameter and buffer under every name (tied aliases, non-persistent
-    buffers included): what a restore must bring back. To be replaced by invarlock.testing's
-    full-state helper once it lands there."""
-    named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
-    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in named}
-
-
-def _assert_restored(before: dict[str, torch.Tensor], model: nn.Module) -> None:
-    differing = states_bit_equal(before, _full_state(model))
-    assert not differing, f"not bit-exact after restore: {differing[:5]}"
-
-
 @pytest.fixture
 def model() -> TinyNet:
     torch.manual_seed(0)
@@ -67,10 +54,10 @@ def make_model() -> Any:
 @pytest.fixture(scope="session")
 def full_state() -> Any:
     """``full_state(model)``: every tensor under every name, copied to the CPU."""
-    return _full_state
+    return testing.full_state
 
 
 @pytest.fixture(scope="session")
 def assert_restored() -> Any:
     """``assert_restored(before, model)``: fail unless the model holds ``before`` bit for bit."""
-    return _assert_restored
+    return testing.assert_restored

@@ -11,7 +11,7 @@ import torch
 
 import invarlock_torch
 from invarlock.errors import SnapshotMismatchError
-from invarlock.testing import mutate_weights, states_bit_equal
+from invarlock.testing import differing_tensors, mutate_weights
 from invarlock_torch import ModelSnapshot, restore_snapshot, take_snapshot
 
 
@@ -25,7 +25,7 @@ def test_round_trip_is_bit_exact_and_holds_tied_tensors_once(
     assert set(tied.names) == {"embed.weight", "head.weight"}
     assert "inv_freq" in snapshot.names, "non-persistent buffers are captured too"
     mutate_weights(model)
-    assert states_bit_equal(before, full_state(model))
+    assert differing_tensors(before, full_state(model))
     restore_snapshot(model, snapshot)
     assert_restored(before, model)
     assert model.head.weight is model.embed.weight
@@ -60,7 +60,7 @@ def test_snapshot_of_another_shape_is_refused_and_the_model_untouched(
     edited = full_state(model)
     with pytest.raises(SnapshotMismatchError, match="does not match this model"):
         restore_snapshot(model, snapshot)
-    assert not states_bit_equal(edited, full_state(model))
+    assert not differing_tensors(edited, full_state(model))
 
 
 def test_an_object_that_is_not_a_snapshot_is_refused(model: Any) -> None:

@@ -182,3 +182,42 @@ class RestoreVerificationError(InvarlockError):
     """After a failed gate the model could not be proved back to its baseline weights bit for bit."""
 
     code = "restore_unverified"
+
+
+# -- snapshot engine (invarlock-torch): failures after writing began, failed snapshot writes ------
+
+
+class SnapshotPartiallyRestoredError(InvarlockError):
+    """A restore failed after it had started writing into the model: the model is partly restored."""
+
+    code = "snapshot_partially_restored"
+
+
+class SnapshotWriteError(InvarlockError):
+    """A chunked snapshot could not be written (disk full, read-only, not a directory); nothing is left."""
+
+    code = "snapshot_write_failed"
+
+
+# -- PEFT adapters (invarlock-peft) ----------------------------------------------------------------
+
+
+class PeftBaseNotFoundError(ModelLoadError):
+    """A PEFT adapter's base model cannot be found: not named, not a local path, or not available offline."""
+
+    code = "peft_base_not_found"
+
+
+class PeftBaseChangedError(SnapshotMismatchError):
+    """An adapter-only snapshot is restored over base weights that differ from those it was taken over."""
+
+    code = "peft_base_changed"
+
+
+# -- GGUF checkpoints (invarlock-gguf) ------------------------------------------------------------
+
+
+class AmbiguousCheckpointError(ModelLoadError):
+    """A directory holds several model files of one format (GGUF), so which one to load is not clear."""
+
+    code = "checkpoint_ambiguous"

@@ -1,8 +1,9 @@
 """Tiny GPTQ and AWQ checkpoints made by the real quantizer (gptqmodel, on CPU), for tests.
 
-Used by this package's tests and invarlock-awq's: a tiny random model of a real architecture is
-saved with :mod:`invarlock_hf.testing`, then quantized by ``GPTQModel.quantize`` on a few random
-calibration sequences and saved with gptqmodel's own ``save`` (GPTQ format ``gptq`` is v1).
+Used by invarlock-gptq's and invarlock-awq's tests and the GPTQ/AWQ benchmark: a tiny random
+model of a real architecture is saved with :mod:`invarlock_hf.testing`, then quantized by
+``GPTQModel.quantize`` on a few random calibration sequences and saved with gptqmodel's own
+``save`` (GPTQ format ``gptq`` is v1).
 Quantizing one tiny model takes a few seconds once gptqmodel is imported; the first quantization
 on a machine also JIT-builds gptqmodel's CPU packing extension (about 30 s, cached under
 ``GPTQMODEL_TORCH_EXTENSIONS_DIR``). On a 2-core machine set ``GPTQMODEL_CPU_WORKERS=2``.
@@ -11,9 +12,23 @@ on a machine also JIT-builds gptqmodel's CPU packing extension (about 30 s, cach
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
+if TYPE_CHECKING:
+    import pytest
+
+__all__ = [
+    "LLAMA_LINEARS",
+    "QUANTIZATIONS",
+    "TINY_SIZES",
+    "batch",
+    "calibration_samples",
+    "copy_with_quantization_config",
+    "legacy_only_readiness",
+    "quantize_checkpoint",
+    "relative_error",
+    "save_base_checkpoint",
+]
 
 TINY_SIZES: dict[str, dict[str, Any]] = {
     # gptqmodel's AWQ clip search needs every Linear's output width to be a multiple of 64.
@@ -129,21 +144,6 @@ def batch() -> dict[str, Any]:
 def relative_error(logits: Any, reference: Any) -> float:
     """Relative L2 error of ``logits`` against ``reference``."""
     return float((logits.float() - reference.float()).norm() / reference.float().norm())
-
-
-@pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("checkpoints")
-
-
-@pytest.fixture(scope="session")
-def llama_base(checkpoints: Path) -> Path:
-    return save_base_checkpoint("llama", checkpoints / "llama")
-
-
-@pytest.fixture(scope="session")
-def opt_base(checkpoints: Path) -> Path:
-    return save_base_checkpoint("opt", checkpoints / "opt", seed=1)
 
 
 def legacy_only_readiness(

@@ -14,7 +14,7 @@ from typing import Any
 
 from invarlock.errors import ModelLoadError
 from invarlock.network import hub_offline_unless_allowed
-from invarlock_gptq.family import PackedFamily
+from invarlock_packed.family import PackedFamily
 
 # Options of from_pretrained that also locate config.json.
 _LOCATING_OPTIONS = ("revision", "cache_dir", "token", "subfolder", "local_files_only")
@@ -25,14 +25,17 @@ def read_checkpoint_config(model_id: str, options: dict[str, Any]) -> tuple[dict
 
     A hub id is read from the Hugging Face cache, or downloaded when the network is allowed.
     """
-    from transformers.utils import cached_file
+    from transformers.utils.hub import cached_file
 
     from invarlock_hf.loading import load_error
 
     kwargs = {name: options[name] for name in _LOCATING_OPTIONS if name in options}
     with hub_offline_unless_allowed():
         try:
-            path = Path(cached_file(model_id, "config.json", **kwargs))
+            found = cached_file(model_id, "config.json", **kwargs)
+            if found is None:  # cached_file raises for a missing file unless told not to
+                raise FileNotFoundError(f"{model_id} has no config.json")
+            path = Path(found)
         except Exception as exc:
             raise load_error(model_id, "reading config.json", exc, kwargs) from exc
     return json.loads(path.read_text(encoding="utf-8")), path.parent
