@@ -19,6 +19,8 @@ QUANTIZED_ADAPTERS = {
 }
 """Quantization method → the adapter that loads, describes and snapshots such models."""
 
+BITSANDBYTES_FLAGS = ("load_in_8bit", "load_in_4bit")
+"""Load options in the transformers 4.x style that ask for bitsandbytes quantization when true."""
 _BNB_OPTION_PREFIX = "bnb_4bit_"
 # Fields copied into the result when the quantization config states them, per method.
 _FIELDS = {
