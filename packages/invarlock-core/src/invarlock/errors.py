@@ -221,13 +221,3 @@ class AmbiguousCheckpointError(ModelLoadError):
     """A directory holds several model files of one format (GGUF), so which one to load is not clear."""
 
     code = "checkpoint_ambiguous"
-
-
-# -- scoring --------------------------------------------------------------------------------------
-
-
-class ScoringInputError(InvarlockError):
-    """An adapter cannot score the windows it was given (padding, a row longer than its context,
-    token ids outside its vocabulary)."""
-
-    code = "scoring_input_refused"
