@@ -15,7 +15,7 @@ import nox
 ROOT = Path(__file__).parent
 PACKAGES = ROOT / "packages"
 CONSTRAINTS = ("-c", str(ROOT / "constraints" / "test.txt"))
-DISTRIBUTIONS = ("core", "hf", "onnx", "bnb", "awq", "gptq")
+DISTRIBUTIONS = ("core", "torch", "hf", "onnx", "bnb", "awq", "gptq")
 
 nox.options.default_venv_backend = "venv"  # pip sees the local torch wheel; uv does not
 nox.options.error_on_missing_interpreters = True
@@ -49,25 +49,32 @@ def core(session: nox.Session) -> None:
 
 
 @nox.session
+def torch(session: nox.Session) -> None:
+    """invarlock-torch, the snapshot engine, on plain PyTorch models: no transformers in this venv."""
+    install(session, package("core", "testing"), package("torch", "test"))
+    pytest(session, "packages/invarlock-torch/tests")
+
+
+@nox.session
 @nox.parametrize("transformers", ["5", "4.57"])
 def hf(session: nox.Session, transformers: str) -> None:
     """invarlock-hf on transformers 5.x and on 4.57.x (the ONNX stack needs 4.57)."""
     pin = "transformers>=5,<6" if transformers == "5" else "transformers>=4.57,<4.58"
-    install(session, package("core", "testing"), package("hf", "test"), pin)
+    install(session, package("core", "testing"), package("torch"), package("hf", "test"), pin)
     pytest(session, "packages/invarlock-hf/tests")
 
 
 @nox.session
 def onnx(session: nox.Session) -> None:
     """invarlock-onnx: optimum-onnx pins transformers<4.58."""
-    install(session, package("core", "testing"), package("hf"), package("onnx", "test"))
+    install(session, package("core", "testing"), package("torch"), package("hf"), package("onnx", "test"))
     pytest(session, "packages/invarlock-onnx/tests")
 
 
 @nox.session
 def bnb(session: nox.Session) -> None:
     """invarlock-bnb on bitsandbytes' CPU backend (8-bit and 4-bit); tests marked gpu skip without CUDA."""
-    install(session, package("core", "testing"), package("hf"), package("bnb", "test"))
+    install(session, package("core", "testing"), package("torch"), package("hf"), package("bnb", "test"))
     pytest(session, "packages/invarlock-bnb/tests")
 
 
@@ -88,7 +95,7 @@ def gptqmodel_env(session: nox.Session) -> dict[str, str]:
 def gptq(session: nox.Session) -> None:
     """invarlock-gptq: gptqmodel quantizes tiny models on CPU in the session; gpu tests skip without CUDA."""
     session.env.update(gptqmodel_env(session))
-    install(session, package("core", "testing"), package("hf"), package("gptq", "test"))
+    install(session, package("core", "testing"), package("torch"), package("hf"), package("gptq", "test"))
     pytest(session, "packages/invarlock-gptq/tests")
 
 
@@ -96,14 +103,28 @@ def gptq(session: nox.Session) -> None:
 def awq(session: nox.Session) -> None:
     """invarlock-awq, built on invarlock-gptq's shared gptqmodel loader."""
     session.env.update(gptqmodel_env(session))
-    install(session, package("core", "testing"), package("hf"), package("gptq"), package("awq", "test"))
+    install(
+        session,
+        package("core", "testing"),
+        package("torch"),
+        package("hf"),
+        package("gptq"),
+        package("awq", "test"),
+    )
     pytest(session, "packages/invarlock-awq/tests")
 
 
 @nox.session
 def integration(session: nox.Session) -> None:
     """Cross-package tests: third-party sample plugins next to invarlock-core and invarlock-hf."""
-    install(session, package("core", "test"), package("hf"), "-r", "tests-integration/requirements.txt")
+    install(
+        session,
+        package("core", "test"),
+        package("torch"),
+        package("hf"),
+        "-r",
+        "tests-integration/requirements.txt",
+    )
     pytest(session, "tests-integration")
 
 

@@ -25,12 +25,12 @@ import pytest
 
 from invarlock import hookimpl
 from invarlock.adapters import Adapter, get_adapter
+from invarlock.certification.datasets import embedded_corpus
+from invarlock.certification.edits.quant_rtn import apply_quant_rtn
+from invarlock.certification.run import SnapshotPlan, _restore_and_prove, state_digests
 from invarlock.cli import main
-from invarlock.datasets import embedded_corpus
-from invarlock.edits.quant_rtn import apply_quant_rtn
 from invarlock.errors import RestoreVerificationError
 from invarlock.manager import DISABLE_ENV, reset_plugin_manager
-from invarlock.runner import SnapshotPlan, _restore_and_prove, state_digests
 from invarlock.testing import differing_tensors, full_state
 from invarlock.types import AdapterSpec, GuardSupport, Role, SnapshotSupport
 

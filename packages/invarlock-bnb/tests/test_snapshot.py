@@ -17,8 +17,8 @@ from invarlock.adapters import get_adapter
 from invarlock.errors import SnapshotMismatchError, UnsupportedOperationError
 from invarlock.testing import AdapterConformance, differing_tensors, full_state, mutate_weights
 from invarlock_bnb.layers import quantization_state
-from invarlock_hf.snapshot import take_snapshot
 from invarlock_hf.testing import save_tiny_checkpoint, save_tiny_tokenizer
+from invarlock_torch import take_snapshot
 
 
 def mutate_everything(model: Any) -> None:

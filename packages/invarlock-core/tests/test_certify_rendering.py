@@ -15,10 +15,15 @@ from typing import Any
 import jsonschema
 import pytest
 
-from invarlock.certificate import CERTIFICATE_SCHEMA, REPORT_SCHEMA, write_certificate, write_report
-from invarlock.certificate.html import render_html
-from invarlock.certificate.markdown import render_markdown
-from invarlock.certify import certificate_id
+from invarlock.certification.certificate import (
+    CERTIFICATE_SCHEMA,
+    REPORT_SCHEMA,
+    write_certificate,
+    write_report,
+)
+from invarlock.certification.certificate.html import render_html
+from invarlock.certification.certificate.markdown import render_markdown
+from invarlock.certification.certify import certificate_id
 from invarlock.errors import InvarlockError
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"

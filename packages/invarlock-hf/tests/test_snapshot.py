@@ -16,9 +16,9 @@ import transformers
 
 from invarlock.errors import SnapshotMismatchError
 from invarlock.testing import assert_restored, differing_tensors, full_state, mutate_weights
-from invarlock_hf.snapshot import ModelSnapshot, restore_snapshot, take_snapshot
-from invarlock_hf.snapshot import hooks as snapshot_hooks
+from invarlock_hf import snapshot as snapshot_hooks
 from invarlock_hf.testing import AUTO_CLASS
+from invarlock_torch import ModelSnapshot, restore_snapshot, take_snapshot
 
 FAMILIES = ("gpt2", "llama", "bert", "roberta", "t5")
 # Bit patterns an arithmetic copy would lose: NaNs with payloads (quiet, signalling, negative), -0.0,
@@ -373,7 +373,7 @@ def test_hooks_answer_for_transformers_models_only(checkpoint: Callable[..., Pat
 
 def test_importing_the_hooks_imports_neither_torch_nor_transformers() -> None:
     code = (
-        "import sys, invarlock_hf.snapshot.hooks; "
+        "import sys, invarlock_hf.snapshot; "
         "heavy = sorted({'torch', 'transformers', 'safetensors'} & set(sys.modules)); "
         "assert not heavy, heavy"
     )

@@ -13,13 +13,13 @@ from accelerate.utils import align_module_device, has_offloaded_params
 
 from invarlock.errors import UnsupportedOperationError
 from invarlock.testing import differing_tensors, mutate_weights
-from invarlock_hf.snapshot import (
+from invarlock_hf.testing import save_tiny_checkpoint
+from invarlock_torch import (
     restore_chunked_snapshot,
     restore_snapshot,
     take_snapshot,
     write_chunked_snapshot,
 )
-from invarlock_hf.testing import save_tiny_checkpoint
 
 INPUTS = torch.tensor([[1, 5, 9, 14, 3]])
 

@@ -18,13 +18,13 @@ from safetensors import safe_open
 
 from invarlock.errors import SnapshotCorruptError, SnapshotMismatchError
 from invarlock.testing import assert_restored, differing_tensors, full_state, mutate_weights
-from invarlock_hf.snapshot import (
+from invarlock_hf.testing import AUTO_CLASS
+from invarlock_torch import (
     read_manifest,
     remove_chunked_snapshot,
     restore_chunked_snapshot,
     write_chunked_snapshot,
 )
-from invarlock_hf.testing import AUTO_CLASS
 
 SMALL_SHARDS = 8 * 1024  # bytes: forces several shards on the tiny models
 

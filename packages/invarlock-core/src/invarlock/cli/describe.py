@@ -21,13 +21,13 @@ def add_parser(commands: Any) -> None:
 
 
 def _describe_command(args: argparse.Namespace) -> int:
-    from invarlock import pipeline
+    from invarlock.certification import sides
 
     quiet_backend_progress()
     options = load_options(args)
-    pipeline.check_model_path(args.model, "model")
-    chosen = pipeline.choose_adapter(args.model, args.adapter, flag="--adapter", load_options=options)
-    model = pipeline.load_model(chosen, args.model, "model", args.device, options)
+    sides.check_model_path(args.model, "model")
+    chosen = sides.choose_adapter(args.model, args.adapter, flag="--adapter", load_options=options)
+    model = sides.load_model(chosen, args.model, "model", args.device, options)
     description = chosen.adapter.describe(model)
     if args.json:
         document = {

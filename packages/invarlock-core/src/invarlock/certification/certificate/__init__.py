@@ -60,8 +60,8 @@ def write_certificate(certificate: dict[str, Any], directory: str | Path) -> dic
 
     :returns: ``{"json": path, "markdown": path, "html": path}``.
     """
-    from invarlock.certificate.html import render_html
-    from invarlock.certificate.markdown import render_markdown
+    from invarlock.certification.certificate.html import render_html
+    from invarlock.certification.certificate.markdown import render_markdown
 
     directory = Path(directory)
     certificate["files"] = dict(CERTIFICATE_FILES)

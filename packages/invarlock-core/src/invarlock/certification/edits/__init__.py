@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from invarlock.edits.noop import apply_noop
-from invarlock.edits.quant_rtn import apply_quant_rtn
+from invarlock.certification.edits.noop import apply_noop
+from invarlock.certification.edits.quant_rtn import apply_quant_rtn
 from invarlock.errors import EditError
 
 EDITS: dict[str, Callable[..., dict[str, Any]]] = {"noop": apply_noop, "quant_rtn": apply_quant_rtn}

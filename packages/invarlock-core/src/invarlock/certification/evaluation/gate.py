@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from invarlock.evaluation.stats import PairedRatio
+from invarlock.certification.evaluation.stats import PairedRatio
 
 DEFAULT_MAX_RATIO = 1.10
 DEFAULT_CONFIDENCE = 0.95

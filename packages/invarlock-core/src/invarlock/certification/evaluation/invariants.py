@@ -6,9 +6,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from invarlock.certification.evaluation.gate import InvariantCheck
+from invarlock.certification.evaluation.stats import WindowScore
 from invarlock.description import STRUCTURAL_KEYS
-from invarlock.evaluation.gate import InvariantCheck
-from invarlock.evaluation.stats import WindowScore
 
 
 def structure_check(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> InvariantCheck:

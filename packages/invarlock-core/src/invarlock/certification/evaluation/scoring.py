@@ -18,10 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from invarlock.certification.evaluation.stats import WindowScore
+from invarlock.certification.evaluation.windows import Window
 from invarlock.errors import DatasetError, InvarlockError
-from invarlock.evaluation.stats import WindowScore
-from invarlock.evaluation.windows import Window
 
+DEFAULT_BATCH_SIZE = 8
+"""Windows per forward pass (``--batch-size``, ``eval.batch_size``)."""
 IGNORE = -100
 MASK_FRACTION = 0.15
 METRIC_BY_ROLE = {"causal": "ppl_causal", "masked_lm": "ppl_mlm", "seq2seq": "ppl_seq2seq"}
@@ -128,7 +130,7 @@ def score_windows(
     windows: Sequence[Window],
     framing: Framing,
     *,
-    batch_size: int = 8,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[WindowScore]:
     """Summed NLL per window, computed from ``adapter.logits`` (one forward pass per batch)."""

@@ -1,8 +1,9 @@
 """``invarlock run --config FILE.yaml``: edit a model and check the edit against the unedited model.
 
-Flow: load → describe → score the unedited model → snapshot → edit → describe and score the edited
-model → paired statistics, invariants, gate → if the gate fails, restore from the snapshot and
-prove, tensor by tensor, that every weight is back to its baseline bytes → evaluation.report.json.
+Flow: load → describe → score the unedited model → snapshot → edit → describe and score the
+edited model → the shared evaluate-and-judge step (:mod:`.evaluate`) → if the gate fails, restore
+from the snapshot and prove, tensor by tensor, that every weight is back to its baseline bytes →
+evaluation.report.json.
 An inference-only adapter (ONNX) with an edit that changes weights is refused before any work.
 """
 
@@ -20,24 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from invarlock import config as cfg
-from invarlock import pipeline
-from invarlock.certificate import REPORT_SCHEMA
-from invarlock.datasets import load_corpus
+from invarlock.certification import sides
+from invarlock.certification.certificate import REPORT_SCHEMA
+from invarlock.certification.context import environment, plugins_block
+from invarlock.certification.datasets import load_corpus
+from invarlock.certification.edits import apply_edit, changes_weights
+from invarlock.certification.evaluate import WindowSettings, judge_pair, plan_evaluation
+from invarlock.certification.evaluation.gate import GatePolicy
+from invarlock.certification.evaluation.scoring import METRIC_BY_ROLE
+from invarlock.certification.evaluation.windows import token_stream
+from invarlock.certification.progress import Progress
 from invarlock.description import ModelDescription
-from invarlock.edits import apply_edit, changes_weights
 from invarlock.errors import ConfigError, EditError, RestoreVerificationError
-from invarlock.evaluation.gate import GatePolicy, judge
-from invarlock.evaluation.invariants import (
-    finite_scores_check,
-    finite_weights_check,
-    nonfinite_weights,
-    structure_check,
-    tying_check,
-)
-from invarlock.evaluation.scoring import METRIC_BY_ROLE, score_windows
-from invarlock.evaluation.stats import paired_ratio
-from invarlock.evaluation.windows import token_stream
-from invarlock.progress import Progress
 from invarlock.types import GuardSupport, SnapshotSupport
 
 _DTYPE_BYTES = {"float64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1}
@@ -108,6 +103,22 @@ def state_digests(model: Any) -> dict[str, str] | None:
     return digests
 
 
+def window_settings(config: Mapping[str, Any]) -> WindowSettings:
+    dataset = config["dataset"]
+    return WindowSettings(
+        seq_len=dataset["seq_len"],
+        stride=dataset["stride"],
+        windows=cfg.window_count(config),
+        seed=dataset["seed"],
+        batch_size=config["eval"]["batch_size"],
+    )
+
+
+def gate_policy(config: Mapping[str, Any]) -> GatePolicy:
+    gate = config["eval"]["gate"]
+    return GatePolicy(gate["max_ratio"], gate["confidence"], gate["bootstrap"])
+
+
 def run(
     config: Mapping[str, Any], *, source: str = "config", progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -120,7 +131,7 @@ def run(
     load_options = cfg.load_options(config)
     dataset = config["dataset"]
 
-    chosen = pipeline.choose_adapter(
+    chosen = sides.choose_adapter(
         model_id, config["model"]["adapter"], flag="model.adapter", load_options=load_options
     )
     if changes_weights(edit_name) and (
@@ -130,14 +141,14 @@ def run(
             f"edit {edit_name} changes weights, but adapter {chosen.name} is inference-only (its models "
             "cannot be edited, snapshotted or restored); use edit noop, or a PyTorch adapter (hf_causal)"
         )
-    pipeline.check_model_path(model_id, "model")
+    sides.check_model_path(model_id, "model")
     spec, split = cfg.dataset_spec(config)
     corpus = load_corpus(spec, split=split, text_field=dataset["text_field"])
 
     progress.step(f"loading {model_id} with {chosen.name}")
-    tokenizer = pipeline.load_tokenizer(chosen, model_id, "model", load_options)
+    tokenizer = sides.load_tokenizer(chosen, model_id, "model", load_options)
     stream = token_stream(tokenizer, corpus)
-    model = pipeline.load_model(chosen, model_id, "model", config["model"]["device"], load_options)
+    model = sides.load_model(chosen, model_id, "model", config["model"]["device"], load_options)
     adapter = chosen.adapter
     baseline_description = adapter.describe(model)
     role = baseline_description["role"]
@@ -147,23 +158,8 @@ def run(
             f"{source}: 'eval.metric.kind' is {kind} but the model is {role}; "
             f"use {METRIC_BY_ROLE[role]} or auto"
         )
-    windows, framing = pipeline.prepare_windows(
-        tokenizer,
-        corpus,
-        stream,
-        role,
-        model,
-        seq_len=dataset["seq_len"],
-        stride=dataset["stride"],
-        count=cfg.window_count(config),
-        seed=dataset["seed"],
-    )
-    batch_size = config["eval"]["batch_size"]
-    progress.start("scoring unedited model", len(windows.windows))
-    baseline_scores = score_windows(
-        adapter, model, windows.windows, framing, batch_size=batch_size, on_batch=progress.advance
-    )
-    baseline_bad = nonfinite_weights(model)
+    evaluation = plan_evaluation(tokenizer, corpus, stream, role, model, window_settings(config))
+    baseline = evaluation.score(adapter, model, baseline_description, progress, "scoring unedited model")
 
     snapshot_plan = plan_snapshot(
         config["context"]["snapshot"]["mode"], baseline_description, chosen.spec.snapshot, edit_name
@@ -185,38 +181,17 @@ def run(
         progress.step(f"applying edit {edit_name}")
         edit_summary = apply_edit(edit_name, model, plan)
         edited_description = adapter.describe(model)
-        progress.start("scoring edited model", len(windows.windows))
-        edited_scores = score_windows(
-            adapter, model, windows.windows, framing, batch_size=batch_size, on_batch=progress.advance
-        )
-        edited_bad = nonfinite_weights(model)
+        edited = evaluation.score(adapter, model, edited_description, progress, "scoring edited model")
         progress.finish()
 
-        gate_cfg = config["eval"]["gate"]
-        policy = GatePolicy(gate_cfg["max_ratio"], gate_cfg["confidence"], gate_cfg["bootstrap"])
-        paired = paired_ratio(
-            baseline_scores,
-            edited_scores,
-            confidence=policy.confidence,
-            bootstrap=policy.bootstrap,
-            seed=dataset["seed"],
-        )
-        checks = [
-            structure_check(baseline_description, edited_description),
-            tying_check(baseline_description, edited_description),
-            finite_weights_check("baseline", baseline_bad),
-            finite_weights_check("subject", edited_bad),
-            finite_scores_check("baseline", baseline_scores),
-            finite_scores_check("subject", edited_scores),
-        ]
-        result = judge(policy, paired, checks)
+        judgement = judge_pair(gate_policy(config), baseline, edited, seed=dataset["seed"])
         restore = {
             "performed": False,
             "verified": None,
             "tensors": None,
             "detail": "the gate passed; the edit is kept",
         }
-        if not result.passed:
+        if not judgement.passed:
             progress.step("gate failed: restoring the unedited weights")
             restore = _restore_and_prove(adapter, model, snapshot_plan, snapshot, reference)
             progress.finish()
@@ -230,9 +205,7 @@ def run(
         "duration_s": round(time.monotonic() - started, 3),
         "config_path": source,
         "config": dict(config),
-        "verdict": result.verdict,
-        "exit_code": 0 if result.passed else 1,
-        "reasons": result.reasons,
+        **judgement.evidence(),
         "model": {"model_id": model_id, "adapter": chosen.info(), "description": dict(baseline_description)},
         "edit": {
             "name": edit_name,
@@ -246,12 +219,9 @@ def run(
             "reason": snapshot_plan.reason,
         },
         "restore": restore,
-        "dataset": {**corpus.info(), "windows": windows.info()},
-        "metric": framing.describe(),
-        "stats": pipeline.stats_block(paired, baseline_scores, edited_scores),
-        "gate": pipeline.gate_block(policy, result),
-        "invariants": pipeline.invariants_block(checks),
-        "context": {"plugins": pipeline.plugins_block(), "environment": pipeline.environment()},
+        "dataset": {**corpus.info(), "windows": evaluation.windows.info()},
+        "metric": evaluation.framing.describe(),
+        "context": {"plugins": plugins_block(), "environment": environment()},
     }
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from invarlock.certificate.text import adapter_line, description_rows, number, ratio_line
+from invarlock.certification.certificate.text import adapter_line, description_rows, number, ratio_line
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}

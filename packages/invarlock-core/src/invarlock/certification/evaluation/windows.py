@@ -14,8 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from invarlock.datasets import Corpus
+from invarlock.certification.datasets import Corpus
 from invarlock.errors import DatasetError
+
+DEFAULT_SEQ_LEN = 128
+"""Tokens per window, framing included (``--seq-len``, ``dataset.seq_len``)."""
+DEFAULT_WINDOWS = 64
+"""Windows scored per side (``--windows``, ``dataset.windows``)."""
+DEFAULT_SEED = 0
+"""Seed for the window sample, the masked positions and the bootstrap (``--seed``, ``dataset.seed``)."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from invarlock.certificate.text import adapter_line, description_rows, number, ratio_line
+from invarlock.certification.certificate.text import adapter_line, description_rows, number, ratio_line
 
 
 def _cell(text: Any) -> str:
