@@ -172,21 +172,21 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", *SOURCES, "tools")
 
 
-LOWEST = ("core", "hf", "bnb")
+LOWEST = ("core", "torch", "hf", "bnb")
 """The distributions the lowest session installs at their dependencies' lower bounds."""
 
 
 @nox.session
 def lowest(session: nox.Session) -> None:
-    """core, hf and bnb with every runtime dependency at its declared lower bound.
+    """core, torch, hf and bnb with every runtime dependency at its declared lower bound.
 
-    tools/lowest_constraints.py turns the pyproject lower bounds into pins. torch stays at
-    constraints/test.txt's 2.13.0: the only torch that installs here without several GB of CUDA,
+    tools/lowest_constraints.py turns the pyproject lower bounds into pins (in place of
+    constraints/test.txt). torch stays at constraints/test.txt's 2.13.0: the only torch that installs here without several GB of CUDA,
     so the declared torch lower bounds are not what this session tests.
     """
-    install(session, "packaging")
+    session.install("packaging")
     pins = Path(session.create_tmp()) / "lowest-constraints.txt"
     session.run("python", str(ROOT / "tools" / "lowest_constraints.py"), str(pins), *LOWEST)
-    install(session, "-c", str(pins), *(package(name, "test") for name in LOWEST))
+    session.install("-c", str(pins), *(package(name, "test") for name in LOWEST))
     for name in LOWEST:
         pytest(session, f"packages/invarlock-{name}/tests")

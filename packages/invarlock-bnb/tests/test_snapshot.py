@@ -47,7 +47,8 @@ class BnbConformance(AdapterConformance):
 
 
 class TestInt8Conformance(BnbConformance):
-    load_kwargs: ClassVar[dict[str, Any]] = {}  # the default: 8-bit
+    # 8-bit is hf_bnb's default; naming it lets auto choose hf_bnb for a full-precision checkpoint.
+    load_kwargs: ClassVar[dict[str, Any]] = {"load_in_8bit": True}
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -58,13 +59,6 @@ class TestInt8Conformance(BnbConformance):
     @classmethod
     def other_model_id(cls, gpt2_path: Path) -> str:
         return str(gpt2_path)
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def expected_resolution(cls) -> str:
-        # A full-precision checkpoint: on its own it resolves to hf_causal; the load options choose
-        # bitsandbytes.
-        return "hf_causal"
 
 
 class TestNF4DoubleQuantConformance(BnbConformance):
@@ -83,13 +77,6 @@ class TestNF4DoubleQuantConformance(BnbConformance):
     @classmethod
     def other_model_id(cls, llama_path: Path) -> str:
         return str(llama_path)
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def expected_resolution(cls) -> str:
-        # A full-precision checkpoint: on its own it resolves to hf_causal; the load options choose
-        # bitsandbytes.
-        return "hf_causal"
 
 
 class TestQuantizedCheckpointConformance(BnbConformance):

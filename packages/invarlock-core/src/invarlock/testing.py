@@ -78,8 +78,8 @@ __all__ = [
 def full_state(model: Any) -> dict[str, Any]:
     """CPU copies of every tensor a restore must bring back, by name.
 
-    The state dict (which carries what layers keep outside parameters, such as bitsandbytes'
-    quantization state), plus every parameter and buffer under every name it is reachable by:
+    The state dict (which carries what layers keep outside parameters and buffers, such as a
+    quantized layer's scales), plus every parameter and buffer under every name it is reachable by:
     non-persistent buffers (rotary caches) and tied aliases (``lm_head.weight`` beside the
     embedding) included. The one definition of a model's state used by every bit-exactness check.
     """
@@ -222,7 +222,8 @@ class AdapterConformance:
     @pytest.fixture(scope="class")
     @classmethod
     def expected_resolution(cls) -> str:
-        """The adapter ``--adapter auto`` must pick for ``model_id``: this one, unless overridden."""
+        """The adapter ``--adapter auto`` must pick for ``model_id`` loaded with ``load_kwargs``:
+        this one, unless overridden."""
         return str(cls.adapter_name)
 
     @pytest.fixture
@@ -327,7 +328,7 @@ class AdapterConformance:
 
     @covers("invarlock_resolve_adapter")
     def test_auto_resolves_the_checkpoint(self, model_id: str, expected_resolution: str) -> None:
-        resolution = resolve_adapter(model_id)
+        resolution = resolve_adapter(model_id, self.load_kwargs)
         assert resolution.adapter == expected_resolution, resolution.reason
         assert isinstance(resolution.reason, str) and resolution.reason.strip()
         assert "\n" not in resolution.reason, "a resolution's reason is one line"
