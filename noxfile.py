@@ -168,7 +168,15 @@ def typecheck(session: nox.Session) -> None:
     against their types; the backends of the onnx, gptq and awq sessions (optimum-onnx,
     gptqmodel) cannot share one environment with them and read as Any.
     """
-    install(session, "mypy", package("core", "test"), package("hf"), package("bnb"), "transformers>=5,<6")
+    install(
+        session,
+        "mypy",
+        package("core", "test"),
+        package("torch"),
+        package("hf"),
+        package("bnb"),
+        "transformers>=5,<6",
+    )
     session.run("mypy", *SOURCES, "tools")
 
 
@@ -181,8 +189,8 @@ def lowest(session: nox.Session) -> None:
     """core, torch, hf and bnb with every runtime dependency at its declared lower bound.
 
     tools/lowest_constraints.py turns the pyproject lower bounds into pins (in place of
-    constraints/test.txt). torch stays at constraints/test.txt's 2.13.0: the only torch that installs here without several GB of CUDA,
-    so the declared torch lower bounds are not what this session tests.
+    constraints/test.txt). torch stays at constraints/test.txt's 2.13.0, the only torch that
+    installs here without several GB of CUDA: the declared torch lower bounds are not tested.
     """
     session.install("packaging")
     pins = Path(session.create_tmp()) / "lowest-constraints.txt"

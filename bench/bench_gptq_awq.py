@@ -1,7 +1,8 @@
 """Benchmark hf_gptq and hf_awq: snapshots against bare PyTorch on the same bytes, loading against
 plain transformers on the same checkpoint.
 
-    python bench/bench_gptq_awq.py [--repeats 7] [--dir DIR] [--methods gptq awq] [--threads N] [--device cuda]
+    python bench/bench_gptq_awq.py [--repeats 7] [--dir DIR] [--methods gptq awq] [--threads N]
+        [--device cuda]
 
 The model has TinyLlama-1.1B's dimensions (hidden 2048, 22 layers, MLP 5632, 4 KV heads, vocab
 32000), a size people ship as GPTQ and AWQ: about 0.5 GB of packed 4-bit weights plus 0.26 GB of
@@ -158,7 +159,9 @@ def bench_method(method: str, path: Path, work: Path, repeats: int, device: str)
     def plain(**kwargs: Any) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return AutoModelForCausalLM.from_pretrained(path, device_map=device, dtype=torch.float16, **kwargs)
+            return AutoModelForCausalLM.from_pretrained(
+                path, device_map=device, dtype=torch.float16, **kwargs
+            )
 
     def through_adapter() -> Any:
         return adapter.load_model(path, device=device, dtype="float16")

@@ -354,12 +354,12 @@ class InvarlockPluginManager(pluggy.PluginManager):
                 caller = self.subset_hook_caller(hook_name, [self.get_plugin(name) for name, _ in skipped])
                 continue
             if skipped and result is None:
-                culprit, exc = skipped[0]
+                first, failure = skipped[0]
                 raise self._plugin_failed(
-                    culprit, hook_name, exc, ", and no other plugin answers for this request"
-                ) from exc
-            for culprit, exc in skipped:
-                self._record_fault(culprit, hook_name, exc)
+                    first, hook_name, failure, ", and no other plugin answers for this request"
+                ) from failure
+            for skipped_plugin, failure in skipped:
+                self._record_fault(skipped_plugin, hook_name, failure)
             return result
 
     def plugin_of_adapter(self, adapter: str) -> str | None:

@@ -241,7 +241,7 @@ class AdapterConformance:
     def include_prefix(self, model: Any) -> str:
         """The module a partial (``include=``) snapshot captures: by default the module of the
         middle parameter, so the snapshot holds some of the model and leaves some out."""
-        names = [name for name, _ in model.named_parameters()]
+        names: list[str] = [name for name, _ in model.named_parameters()]
         return names[len(names) // 2].rsplit(".", 1)[0]
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -252,10 +252,9 @@ class AdapterConformance:
 
     def _plugin_name(self) -> str:
         """The registered name of the plugin that provides this adapter."""
-        for name, record in get_plugin_manager().plugin_records.items():
-            if self.adapter_name in record.adapters:
-                return name
-        raise AssertionError(f"no loaded plugin registers {self.adapter_name}")
+        name = get_plugin_manager().plugin_of_adapter(self.adapter_name)
+        assert name is not None, f"no loaded plugin registers {self.adapter_name}"
+        return name
 
     def _plugin_implements(self, hook_name: str) -> bool:
         return hook_name in get_plugin_manager().plugin_records[self._plugin_name()].hooks

@@ -44,9 +44,9 @@ from invarlock.errors import SnapshotCorruptError
 from invarlock_torch.layout import Settings, SnapshotLayout, TensorSlot, capture_layout, plan_restore
 
 try:  # ISA-L computes the very same CRC-32 as zlib about four times faster; zlib is the fallback
-    from isal.isal_zlib import crc32
+    from isal.isal_zlib import crc32 as crc32  # re-exported: part of invarlock_torch's API
 except ImportError:
-    from zlib import crc32
+    from zlib import crc32 as crc32
 
 FORMAT = "invarlock-chunked-snapshot"
 FORMAT_VERSION = 1
