@@ -25,7 +25,7 @@ from invarlock.certification.evaluate import WindowSettings, judge_pair, plan_ev
 from invarlock.certification.evaluation.gate import GatePolicy
 from invarlock.certification.evaluation.windows import token_stream
 from invarlock.certification.progress import Progress
-from invarlock.errors import InvarlockError
+from invarlock.errors import InvarlockError, RoleMismatchError
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class CertifyOptions:
     windows: WindowSettings = field(default_factory=WindowSettings)
     device: str = "auto"
     load_options: dict[str, Any] = field(default_factory=dict)
+    subject_load_options: dict[str, Any] = field(default_factory=dict)
+    """Load options for the subject only, over ``load_options`` (``base``, ``merge`` for a PEFT subject)."""
     policy: GatePolicy = field(default_factory=GatePolicy)
 
 
@@ -55,8 +57,9 @@ def certify(
     base_adapter = sides.choose_adapter(
         baseline_id, options.adapter, flag="--adapter", load_options=options.load_options
     )
+    subject_load_options = {**options.load_options, **options.subject_load_options}
     subj_adapter = sides.choose_adapter(
-        subject_id, subject_requested, flag=subject_flag, load_options=options.load_options
+        subject_id, subject_requested, flag=subject_flag, load_options=subject_load_options
     )
     corpus = load_corpus(options.dataset, split=options.split, text_field=options.text_field)
 
@@ -64,12 +67,14 @@ def certify(
     tokenizer = sides.load_tokenizer(base_adapter, baseline_id, "baseline", options.load_options)
     base_fp = tokenizers.fingerprint(tokenizer)
     subject_note = None
+    appended: list[str] = []
     try:
-        subj_tokenizer = sides.load_tokenizer(subj_adapter, subject_id, "subject", options.load_options)
+        subj_tokenizer = sides.load_tokenizer(subj_adapter, subject_id, "subject", subject_load_options)
     except InvarlockError as exc:
         subject_note = f"the subject has no loadable tokenizer ({exc}); it was scored with the baseline's"
     else:
-        tokenizers.compare(base_fp, tokenizers.fingerprint(subj_tokenizer))
+        appended = tokenizers.appended_tokens(tokenizer, subj_tokenizer)
+        tokenizers.compare(base_fp, tokenizers.fingerprint(subj_tokenizer), appended=bool(appended))
     stream = token_stream(tokenizer, corpus)
 
     progress.step(f"loading baseline with {base_adapter.name}")
@@ -82,10 +87,12 @@ def certify(
     sides.free_memory()
 
     progress.step(f"loading subject with {subj_adapter.name}")
-    model = sides.load_model(subj_adapter, subject_id, "subject", options.device, options.load_options)
+    model = sides.load_model(subj_adapter, subject_id, "subject", options.device, subject_load_options)
     subj_description = subj_adapter.adapter.describe(model)
+    if appended:
+        tokenizers.check_declared(appended, subj_description)
     if subj_description["role"] != role:
-        raise InvarlockError(
+        raise RoleMismatchError(
             f"the subject is a {subj_description['role']} model but the baseline is {role}; "
             "certify compares two models of one role"
         )
@@ -104,7 +111,8 @@ def certify(
         "baseline": _side(baseline_id, base_adapter, base_description),
         "subject": _side(subject_id, subj_adapter, subj_description),
         "load_options": {"device": options.device, **options.load_options},
-        "tokenizer": tokenizers.block(base_fp, subject_note),
+        **({"subject_load_options": options.subject_load_options} if options.subject_load_options else {}),
+        "tokenizer": tokenizers.block(base_fp, subject_note, appended),
         "dataset": {**corpus.info(), "windows": evaluation.windows.info()},
         "metric": evaluation.framing.describe(),
         "plugins": plugins_block(),
