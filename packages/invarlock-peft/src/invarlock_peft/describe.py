@@ -92,7 +92,9 @@ def describe_peft_model(model: Any) -> dict[str, Any] | None:
     from invarlock.manager import get_plugin_manager
     from invarlock_peft.adapters import adapter_layers, adapter_tensors
 
-    description = get_plugin_manager().hook.invarlock_describe(model=model.get_base_model())
+    description: dict[str, Any] | None = get_plugin_manager().hook.invarlock_describe(
+        model=model.get_base_model()
+    )
     if description is None:
         return None
     name = model.active_adapter if isinstance(model.active_adapter, str) else model.active_adapters[0]

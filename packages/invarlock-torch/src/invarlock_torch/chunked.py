@@ -243,7 +243,7 @@ def _remove_stale_staging(parent: Path) -> list[Path]:
     """
     import fcntl
 
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = [
             entry
