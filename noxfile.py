@@ -220,9 +220,9 @@ SOURCES = tuple(str(path) for path in sorted(PACKAGES.glob("invarlock-*/src/*"))
 def typecheck(session: nox.Session) -> None:
     """mypy --strict (configured in pyproject.toml) on every package and the build tools.
 
-    torch, transformers and bitsandbytes are installed so the code that uses them is checked
-    against their types; the backends of the onnx, gptq and awq sessions (optimum-onnx,
-    gptqmodel) cannot share one environment with them and read as Any.
+    torch, transformers, bitsandbytes, peft, compressed-tensors and gguf are installed so the code
+    that uses them is checked against their types; the backends that cannot share one environment
+    with them or take minutes to build (optimum-onnx, gptqmodel, llama-cpp-python) read as Any.
     """
     install(
         session,
@@ -231,6 +231,9 @@ def typecheck(session: nox.Session) -> None:
         package("torch"),
         package("hf"),
         package("bnb"),
+        package("peft"),
+        package("compressed"),
+        "gguf>=0.19",
         "transformers>=5,<6",
     )
     session.run("mypy", *SOURCES, "tools")
