@@ -48,6 +48,7 @@ except ImportError as exc:  # a shipped module: say what to install instead of a
     ) from exc
 
 from invarlock.adapters import Adapter, get_adapter, resolve_adapter
+from invarlock.catalogue import FIRST_PARTY
 from invarlock.description import validate_description
 from invarlock.errors import (
     AdapterNotFoundError,
@@ -327,7 +328,7 @@ class AdapterConformance:
     def test_quantization_methods_are_well_formed(self) -> None:
         """What this adapter's plugin adds to ``invarlock plugins quantizers``: typed rows, one per
         method, each with a one-line reason, an install command where a backend is missing, and
-        only registered adapters named as owners."""
+        only first-party or registered adapters named as owners."""
         from invarlock.quantizers import QuantizationMethod, QuantizerStatus
 
         manager = get_plugin_manager()
@@ -338,10 +339,15 @@ class AdapterConformance:
             for row in rows:
                 assert isinstance(row, QuantizationMethod) and isinstance(row.status, QuantizerStatus), row
                 assert row.reason.strip() and "\n" not in row.reason, f"{row.method}: reason is not one line"
-                if row.status is QuantizerStatus.NEEDS_EXTRA:
-                    assert row.install, f"{row.method} needs an extra but names no install command"
-                if row.adapter is not None:
-                    manager.adapter_spec(row.adapter)  # raises for an adapter nobody registers
+                # An install command is given when the backend names one; when it names none (quark
+                # says only "install the latest Quark"), guessing a distribution would be wrong.
+                if row.install is not None:
+                    assert row.status is QuantizerStatus.NEEDS_EXTRA, f"{row.method}: install without need"
+                    assert row.install.startswith("pip install "), f"{row.method}: {row.install!r}"
+                if row.adapter is not None and row.adapter not in FIRST_PARTY:
+                    # A first-party owner may be uninstalled (the row then says how to install
+                    # it); any other owner must be registered here.
+                    manager.adapter_spec(row.adapter)
 
     # -- resolution ------------------------------------------------------------------------------
 
