@@ -172,12 +172,12 @@ def time_snapshot_operations(
     rows: list[Row] = []
     if "snapshot" in wanted:
 
-        def clone_all() -> list[torch.Tensor]:
-            return [t.clone() for t in tensors.values()]
+        def clone_all() -> list[torch.Tensor]:  # to the CPU, as a snapshot is (a clone, on a CPU model)
+            return [t.to("cpu", copy=True) for t in tensors.values()]
 
         rows.append(interleaved("snapshot", clone_all, ours.snapshot, repeats, target=TARGETS["snapshot"]))
     if "restore" in wanted:
-        copies = {name: t.clone() for name, t in tensors.items()}
+        copies = {name: t.to("cpu", copy=True) for name, t in tensors.items()}
         saved = ours.snapshot()
 
         def bare_copy() -> None:

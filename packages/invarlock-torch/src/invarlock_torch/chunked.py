@@ -51,7 +51,7 @@ from invarlock.errors import SnapshotCorruptError, SnapshotPartiallyRestoredErro
 from invarlock_torch.layout import Settings, SnapshotLayout, TensorSlot, capture_layout, plan_restore
 
 try:  # ISA-L computes the very same CRC-32 as zlib about four times faster; zlib is the fallback
-    from isal.isal_zlib import crc32 as crc32
+    from isal.isal_zlib import crc32 as crc32  # re-exported: part of invarlock_torch's API
 except ImportError:
     from zlib import crc32 as crc32
 
