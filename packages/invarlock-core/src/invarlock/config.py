@@ -9,6 +9,7 @@ can record exactly what ran.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,7 @@ SCHEMA: Schema = {
             "max_ratio": Key(_NUM, DEFAULT_MAX_RATIO, minimum=1.0),
             "confidence": Key(_NUM, DEFAULT_CONFIDENCE, minimum=0.5),
             "bootstrap": Key(_INT, DEFAULT_BOOTSTRAP, minimum=100),
+            "allow_inconclusive": Key(_BOOL, False),
         },
     },
     "edit": {
@@ -159,6 +161,8 @@ def _check_value(value: Any, spec: Key, dotted: str, source: str) -> Any:
         raise ConfigError(
             f"{source}: '{dotted}' must be one of {', '.join(map(str, spec.choices))}, got {value!r}"
         )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: '{dotted}' must be a finite number, got {value!r}")
     if spec.minimum is not None and isinstance(value, (int, float)) and value < spec.minimum:
         raise ConfigError(f"{source}: '{dotted}' must be at least {spec.minimum:g}, got {value!r}")
     return float(value) if spec.types == _NUM and isinstance(value, (int, float)) else value

@@ -107,3 +107,36 @@ class RestoreVerificationError(InvarlockError):
     """After a failed gate the model could not be proved back to its baseline weights bit for bit."""
 
     code = "restore_unverified"
+
+
+# -- certify evidence and arguments (#14) ------------------------------------------------------
+
+
+class InsufficientEvidenceError(InvarlockError):
+    """Too few windows or scored tokens for a gate decision, and no INCONCLUSIVE verdict was asked for."""
+
+    code = "insufficient_evidence"
+
+
+class CertificateInvalidError(InvarlockError):
+    """A file given to ``invarlock verify`` is not a readable certificate with content identity."""
+
+    code = "certificate_invalid"
+
+
+class OutputNotWritableError(InvarlockError):
+    """The directory for certificates or reports is an existing file, or cannot be written or created."""
+
+    code = "output_unwritable"
+
+
+class DeviceUnavailableError(InvarlockError):
+    """The device asked for is not one the installed torch has on this machine."""
+
+    code = "device_unavailable"
+
+
+class InvalidArgumentError(InvarlockError):
+    """A command-line value is out of its range (a non-finite or too small --max-ratio, --confidence)."""
+
+    code = "argument_invalid"

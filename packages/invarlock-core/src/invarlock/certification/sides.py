@@ -8,15 +8,13 @@ every other contact with a model goes through the :class:`~invarlock.adapters.Ad
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from invarlock.adapters import Adapter, get_adapter, resolve_adapter
-from invarlock.errors import InvarlockError, ModelLoadError, ModelNotFoundError
+from invarlock.errors import InvarlockError, ModelLoadError
 from invarlock.manager import get_plugin_manager
 from invarlock.readiness import installed_version
 from invarlock.types import AdapterSpec, Resolution
@@ -45,18 +43,6 @@ class ChosenAdapter:
             "version": installed_version(distribution) if distribution else None,
             "backend": {name: installed_version(name) for name in self.spec.backend},
         }
-
-
-def check_model_path(model_id: str, side: str) -> None:
-    """Refuse a path-shaped model id that does not exist; a hub id (``org/name``) is left to the adapter."""
-    path = Path(model_id).expanduser()
-    if path.exists():
-        return
-    path_shaped = path.is_absolute() or model_id.startswith((".", "~")) or model_id.count("/") > 1
-    if path_shaped or (os.sep != "/" and os.sep in model_id):
-        raise ModelNotFoundError(
-            f"{side} path {model_id} does not exist; pass an existing checkpoint directory or a hub id"
-        )
 
 
 def choose_adapter(

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from invarlock.errors import InvarlockError
+from invarlock.errors import OutputNotWritableError
 
 CERTIFICATE_SCHEMA = "invarlock.certificate/v1"
 REPORT_SCHEMA = "invarlock.report/v1"
@@ -40,7 +40,7 @@ def write_files_atomically(directory: Path, contents: Mapping[str, str]) -> dict
         for temp, final in staged.items():
             os.replace(temp, final)
     except OSError as exc:
-        raise InvarlockError(
+        raise OutputNotWritableError(
             f"cannot write into {directory} ({exc.strerror or exc}); choose another --out"
         ) from exc
     finally:
