@@ -37,11 +37,12 @@ def population() -> list[tuple[WindowScore, WindowScore]]:
     ]
 
 
-def coverage(pairs: list[tuple[WindowScore, WindowScore]], n: int, trials: int, seed: int) -> tuple[float, float]:
+Pairs = list[tuple[WindowScore, WindowScore]]
+
+
+def coverage(pairs: Pairs, n: int, trials: int, seed: int) -> tuple[float, float]:
     """(share of trials whose interval holds the population ratio, median interval width)."""
-    truth = math.exp(
-        sum(s.nll - b.nll for b, s in pairs) / sum(b.tokens for b, _ in pairs)
-    )
+    truth = math.exp(sum(s.nll - b.nll for b, s in pairs) / sum(b.tokens for b, _ in pairs))
     rng = random.Random(seed)
     held, widths = 0, []
     for trial in range(trials):

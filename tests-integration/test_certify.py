@@ -17,6 +17,8 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -346,6 +348,73 @@ def test_a_dtype_conversion_at_load_is_declared(
     assert (
         "after declared dtype conversion (F32 -> torch.bfloat16)"
         in checks["weights_match_checkpoint_baseline"]["detail"]
+    )
+
+
+def test_a_hub_id_from_the_cache_records_its_revision(causal: Path, tmp_path: Path) -> None:
+    """A hub id is read from the local Hugging Face cache; its snapshot's commit is the revision."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--acme--tiny"
+    shutil.copytree(causal, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    env.pop("INVARLOCK_ALLOW_NETWORK", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "invarlock.cli",
+            "certify",
+            "--baseline",
+            str(causal),
+            "--subject",
+            "acme/tiny",
+            "--out",
+            str(tmp_path / "c"),
+            *FAST,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    cert = read_certificate(tmp_path / "c")
+    hub = cert["subject"]["identity"]
+    assert hub["source"] == "hub-cache" and hub["repo_id"] == "acme/tiny" and hub["revision"] == commit
+    assert hub["digest"] == cert["baseline"]["identity"]["digest"], "the same files, wherever they lie"
+    assert cert["baseline"]["identity"]["revision"] is None
+    verified = subprocess.run(
+        [sys.executable, "-m", "invarlock.cli", "verify", str(tmp_path / "c")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "invarlock.cli",
+            "certify",
+            "--baseline",
+            str(causal),
+            "--subject",
+            "acme/absent",
+            "--out",
+            str(tmp_path / "d"),
+            *FAST,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert (
+        missing.returncode == 2
+        and "[model_not_found]: subject acme/absent is not a directory here" in missing.stderr
     )
 
 

@@ -159,8 +159,12 @@ def _bitwise_equal(a: Any, b: Any) -> bool:
         return False
     if a.numel() == 0:
         return True
-    a, b = a.contiguous().reshape(-1), b.contiguous().reshape(-1)
-    return bool(torch.equal(a.view(torch.uint8), b.view(torch.uint8)))
+    a, b = a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8)
+    # Compared as the widest integers that tile the bytes: several times faster than byte by byte.
+    for width, dtype in ((8, torch.int64), (4, torch.int32), (2, torch.int16)):
+        if a.numel() % width == 0 and a.data_ptr() % width == 0 and b.data_ptr() % width == 0:
+            return bool(torch.equal(a.view(dtype), b.view(dtype)))
+    return bool(torch.equal(a, b))
 
 
 def weights_check(
