@@ -72,7 +72,7 @@ def _status_kib(field: str) -> int:
 
 def measure_memory_child(operation: str) -> None:
     """Run in a child: print the extra peak RSS (bytes) of one operation, and the model's bytes."""
-    from invarlock_hf.snapshot import take_snapshot
+    from invarlock_torch import take_snapshot
 
     model = build_model()
     tensors = list(distinct_tensors(model).values())
@@ -113,7 +113,7 @@ def main() -> int:
         measure_memory_child(args.memory_child)
         return 0
 
-    from invarlock_hf.snapshot import (
+    from invarlock_torch import (
         chunked,
         restore_chunked_snapshot,
         restore_snapshot,

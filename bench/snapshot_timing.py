@@ -135,7 +135,7 @@ def checksum_pass(path: Path) -> None:
     import mmap
     from concurrent.futures import ThreadPoolExecutor
 
-    from invarlock_hf.snapshot.chunked import crc32
+    from invarlock_torch import crc32
 
     with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
         data = memoryview(mapped)

@@ -34,7 +34,7 @@ from invarlock.certification.run import SnapshotPlan, _restore_and_prove, state_
 from invarlock.cli import main
 from invarlock.errors import RestoreVerificationError
 from invarlock.manager import DISABLE_ENV, reset_plugin_manager
-from invarlock.testing import model_state, states_bit_equal
+from invarlock.testing import differing_tensors, full_state
 from invarlock.types import AdapterSpec, GuardSupport, Role, SnapshotSupport
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -834,7 +834,7 @@ def test_restore_proof_catches_a_restore_that_did_nothing(causal: Path) -> None:
     model = adapter.load_model(causal, device="cpu")
     reference = state_digests(model)
     snapshot = adapter.snapshot(model)
-    before = model_state(model)
+    before = full_state(model)
     apply_quant_rtn(model, bitwidth=2, group_size=16)
 
     class NoRestore(Adapter):
@@ -847,7 +847,7 @@ def test_restore_proof_catches_a_restore_that_did_nothing(causal: Path) -> None:
         _restore_and_prove(NoRestore(), model, SnapshotPlan("memory", "test"), snapshot, reference)
     proof = _restore_and_prove(adapter, model, SnapshotPlan("memory", "test"), snapshot, reference)
     assert proof["verified"] is True
-    assert not states_bit_equal(before, model_state(model))
+    assert not differing_tensors(before, full_state(model))
 
 
 def test_run_config_errors_exit_2(capsys: pytest.CaptureFixture[str], causal: Path, tmp_path: Path) -> None:

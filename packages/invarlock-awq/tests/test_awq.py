@@ -12,7 +12,7 @@ import torch
 from invarlock.adapters import get_adapter, resolve_adapter
 from invarlock.errors import ModelLoadError, UnsupportedOperationError
 from invarlock.readiness import Status
-from invarlock.testing import AdapterConformance, model_state, mutate_weights, states_bit_equal
+from invarlock.testing import AdapterConformance, differing_tensors, full_state, mutate_weights
 from invarlock_gptq.testing import (
     LLAMA_LINEARS,
     batch,
@@ -38,6 +38,11 @@ class TestConformance(AdapterConformance):
     @classmethod
     def other_model_id(cls, opt_awq: Path) -> str:
         return str(opt_awq)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def tokenizer_model_id(cls, llama_base: Path) -> str:
+        return str(llama_base)  # the full-precision checkpoint the quantized one was made from
 
 
 class TestConformanceFloat32(TestConformance):
@@ -84,9 +89,9 @@ def test_forward_leaves_the_packed_tensors_as_loaded(llama_awq: Path, dtype: str
     """What makes a snapshot taken before any scoring valid afterwards."""
     adapter = get_adapter("hf_awq")
     model = adapter.load_model(llama_awq, device="cpu", dtype=dtype)
-    before = model_state(model)
+    before = full_state(model)
     adapter.logits(model, batch())
-    assert states_bit_equal(before, model_state(model)) == []
+    assert differing_tensors(before, full_state(model)) == []
 
 
 @pytest.mark.parametrize("chunked", [False, True])
@@ -115,10 +120,10 @@ def test_bfloat16_is_refused_with_the_reason(llama_awq: Path, dtype: str, shown:
 @pytest.mark.parametrize("call", [lambda m: m.to("cpu"), lambda m: m.cpu(), lambda m: m.cuda()])
 def test_moving_the_model_is_refused(llama_awq: Path, call: Any) -> None:
     model = get_adapter("hf_awq").load_model(llama_awq, device="cpu")
-    before = model_state(model)
+    before = full_state(model)
     with pytest.raises(UnsupportedOperationError, match=r'hf_awq.*load_model\(path, device="cuda"\)'):
         call(model)
-    assert states_bit_equal(before, model_state(model)) == []
+    assert differing_tensors(before, full_state(model)) == []
 
 
 def test_hf_auto_picks_hf_awq_from_config_json(llama_awq: Path) -> None:

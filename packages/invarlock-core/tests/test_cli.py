@@ -202,7 +202,7 @@ def test_plugins_lists_distributions_hooks_and_errors(mixed_site: Any, cli: Any)
     assert "hooks: invarlock_register_adapters" in done.stdout
     assert "adapters: acme_ready" in done.stdout
     assert "broken  acme-broken 0.3  [error]" in done.stdout
-    assert "error: ImportError: no backend here" in done.stdout
+    assert "error: ImportError: no backend here (`invarlock plugins --traceback broken`)" in done.stdout
     listing = json.loads(cli("plugins", "--json", env=mixed_site.env).stdout)
     assert listing["schema"] == "invarlock.plugins/v1"
     ready = next(p for p in listing["plugins"] if p["name"] == "ready")
@@ -214,6 +214,7 @@ def test_plugins_lists_distributions_hooks_and_errors(mixed_site: Any, cli: Any)
         "error": None,
         "hooks": ["invarlock_register_adapters"],
         "adapters": ["acme_ready"],
+        "faults": [],
     }
 
 

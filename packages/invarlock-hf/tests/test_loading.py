@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from invarlock.adapters import get_adapter
-from invarlock.errors import ModelLoadError, NetworkDisabledError
+from invarlock.errors import ModelLoadError, ModelNotFoundError, NetworkDisabledError
 from invarlock.network import ALLOW_NETWORK_ENV
 from invarlock_hf.loading import from_pretrained_kwargs, parse_dtype, pick_device
 from invarlock_hf.testing import tiny_model
@@ -188,9 +188,15 @@ def test_uncached_hub_id_offline_names_the_switch() -> None:
     assert caught.value.code == "network_disabled"
 
 
-def test_mistyped_local_path_offline_says_check_the_path() -> None:
-    with pytest.raises(NetworkDisabledError, match="check the path"):
-        get_adapter("hf_causal").load_model("./no/such/checkpoint/dir", device="cpu")
+@pytest.mark.parametrize("missing", ["./no/such/checkpoint/dir", "/no/such/checkpoint", "~/no/such/dir"])
+@pytest.mark.parametrize("call", ["load_model", "load_tokenizer"])
+def test_missing_local_path_is_not_found_not_a_network_error(missing: str, call: str) -> None:
+    with pytest.raises(ModelNotFoundError) as caught:
+        getattr(get_adapter("hf_causal"), call)(missing)
+    assert caught.value.code == "model_not_found"
+    assert str(caught.value) == (
+        f"model path {missing} does not exist; pass an existing checkpoint directory or a hub id"
+    )
 
 
 def test_network_allowed_but_hub_offline_names_hf_hub_offline(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,6 +37,22 @@ class PluginError(InvarlockError):
     code = "plugin_error"
 
 
+# -- plugin isolation at call time (core) ----------------------------------------------------------
+
+
+class PluginHookError(PluginError):
+    """A plugin's hook raised an exception that is not an InvarLock error, for a request it owns
+    (or that no other plugin answers); the plugin's exception is the cause."""
+
+    code = "plugin_hook_failed"
+
+
+class PluginNotFoundError(InvarlockError, LookupError):
+    """No installed plugin has the name asked for (``invarlock plugins --traceback NAME``)."""
+
+    code = "plugin_not_found"
+
+
 class ModelLoadError(InvarlockError):
     """Loading a model failed; the backend's own message is kept as the cause."""
 

@@ -40,12 +40,16 @@ def invarlock_register_adapters() -> Sequence[AdapterSpec]:
 
 
 @hookspec(firstresult=True)
-def invarlock_resolve_adapter(model_id: str) -> Resolution | None:
+def invarlock_resolve_adapter(model_id: str, options: Mapping[str, Any]) -> Resolution | None:
     """Choose the adapter for a model id or local path, and say why.
 
-    Stops at the first non-None result.
+    Stops at the first non-None result. This is the one decider for adapter ``auto`` and for
+    adapters that resolve (``hf_auto``): core names no backend and reads no load option itself.
 
     :param model_id: a local directory or a hub id.
+    :param options: the load options the model will be loaded with, as given by the user
+        (``quantization_config``, ``dtype``, a backend's own flags...); what they mean is the
+        plugins' to decide.
     :returns: the adapter name and a one-line reason, or None if this plugin cannot decide.
     """
 
@@ -137,7 +141,9 @@ def invarlock_snapshot(model: Any, include: Sequence[str] | None, same_device: b
     :param include: names of modules or tensors to capture (prefix match); None captures all.
     :param same_device: keep copies on each tensor's own device instead of the CPU.
     :returns: a snapshot object accepted by :func:`invarlock_restore`, or None.
-    :raises invarlock.errors.UnsupportedOperationError: the adapter declares snapshots unsupported.
+    :raises invarlock.errors.UnsupportedOperationError: the model is this plugin's and its adapter
+        declares ``SnapshotSupport.NO`` (core does not refuse by adapter name: the plugin that
+        recognises the model raises, from this hook and the other three snapshot/restore hooks).
     """
 
 
@@ -153,6 +159,8 @@ def invarlock_restore(model: Any, snapshot: Any) -> bool | None:
     :returns: True once restored, or None if this plugin does not recognise the model.
     :raises invarlock.errors.SnapshotMismatchError: the snapshot is not of this model; the model is
         untouched.
+    :raises invarlock.errors.UnsupportedOperationError: the model is this plugin's and its adapter
+        declares ``SnapshotSupport.NO``.
     """
 
 
@@ -170,6 +178,8 @@ def invarlock_snapshot_chunked(
     :param include: as for :func:`invarlock_snapshot`.
     :param shard_bytes: the largest shard size in bytes; None uses the adapter's default.
     :returns: the path of the finished snapshot directory, or None.
+    :raises invarlock.errors.UnsupportedOperationError: the model is this plugin's and its adapter
+        declares ``SnapshotSupport.NO``.
     """
 
 
@@ -185,4 +195,6 @@ def invarlock_restore_chunked(model: Any, path: Path) -> bool | None:
     :returns: True once restored, or None if this plugin does not recognise the model.
     :raises invarlock.errors.SnapshotCorruptError: a file is missing, truncated or corrupt.
     :raises invarlock.errors.SnapshotMismatchError: the snapshot is of another model.
+    :raises invarlock.errors.UnsupportedOperationError: the model is this plugin's and its adapter
+        declares ``SnapshotSupport.NO``.
     """

@@ -63,6 +63,7 @@ def plugins_listing() -> dict[str, Any]:
                 "error": r.error,
                 "hooks": list(r.hooks),
                 "adapters": list(r.adapters),
+                "faults": [{"hook": f.hook, "error": f.error} for f in r.faults],
             }
             for r in sorted(get_plugin_manager().plugin_records.values(), key=lambda r: r.name)
         ],

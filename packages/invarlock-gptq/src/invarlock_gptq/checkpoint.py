@@ -25,14 +25,17 @@ def read_checkpoint_config(model_id: str, options: dict[str, Any]) -> tuple[dict
 
     A hub id is read from the Hugging Face cache, or downloaded when the network is allowed.
     """
-    from transformers.utils import cached_file
+    from transformers.utils.hub import cached_file
 
     from invarlock_hf.loading import load_error
 
     kwargs = {name: options[name] for name in _LOCATING_OPTIONS if name in options}
     with hub_offline_unless_allowed():
         try:
-            path = Path(cached_file(model_id, "config.json", **kwargs))
+            found = cached_file(model_id, "config.json", **kwargs)
+            if found is None:  # cached_file raises for a missing file unless told not to
+                raise FileNotFoundError(f"{model_id} has no config.json")
+            path = Path(found)
         except Exception as exc:
             raise load_error(model_id, "reading config.json", exc, kwargs) from exc
     return json.loads(path.read_text(encoding="utf-8")), path.parent

@@ -11,9 +11,10 @@ on a machine also JIT-builds gptqmodel's CPU packing extension (about 30 s, cach
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
+if TYPE_CHECKING:
+    import pytest
 
 TINY_SIZES: dict[str, dict[str, Any]] = {
     # gptqmodel's AWQ clip search needs every Linear's output width to be a multiple of 64.
@@ -129,21 +130,6 @@ def batch() -> dict[str, Any]:
 def relative_error(logits: Any, reference: Any) -> float:
     """Relative L2 error of ``logits`` against ``reference``."""
     return float((logits.float() - reference.float()).norm() / reference.float().norm())
-
-
-@pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("checkpoints")
-
-
-@pytest.fixture(scope="session")
-def llama_base(checkpoints: Path) -> Path:
-    return save_base_checkpoint("llama", checkpoints / "llama")
-
-
-@pytest.fixture(scope="session")
-def opt_base(checkpoints: Path) -> Path:
-    return save_base_checkpoint("opt", checkpoints / "opt", seed=1)
 
 
 def legacy_only_readiness(

@@ -19,7 +19,7 @@ from invarlock.errors import (
     ModelNotFoundError,
     OutputNotWritableError,
 )
-from invarlock.network import network_allowed
+from invarlock.network import check_model_path, network_allowed
 
 
 def check_output_directory(directory: str | Path, flag: str = "--out") -> None:
@@ -87,13 +87,7 @@ def check_model_location(
         raise ModelNotFoundError(
             f"{side} {model_id} is a file, not a checkpoint directory; pass the directory that holds it"
         )
-    hub_shaped = not (path.is_absolute() or model_id.startswith((".", "~")) or model_id.count("/") > 1)
-    if os.sep != "/" and os.sep in model_id:
-        hub_shaped = False
-    if not hub_shaped:
-        raise ModelNotFoundError(
-            f"{side} path {model_id} does not exist; pass an existing checkpoint directory or a hub id"
-        )
+    check_model_path(model_id, side)  # a path-shaped id that does not exist
     if network_allowed():
         return
     if not _in_hub_cache(model_id, revision, cache_dir):

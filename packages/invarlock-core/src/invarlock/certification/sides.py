@@ -20,7 +20,6 @@ from invarlock.readiness import installed_version
 from invarlock.types import AdapterSpec, Resolution
 
 AUTO = "auto"
-BNB_LOAD_FLAGS = ("load_in_8bit", "load_in_4bit")
 
 
 @dataclass(frozen=True)
@@ -51,12 +50,8 @@ def choose_adapter(
     """The adapter for one side: named explicitly, or resolved from that side's own checkpoint."""
     if requested != AUTO:
         resolution = Resolution(requested, f"named with {flag}")
-    elif any(load_options.get(key) for key in BNB_LOAD_FLAGS):
-        # bitsandbytes quantizes at load time, so the checkpoint cannot tell; the option does.
-        asked = next(key for key in BNB_LOAD_FLAGS if load_options.get(key))
-        resolution = Resolution("hf_bnb", f"{asked} asks for bitsandbytes quantization at load time")
-    else:
-        resolution = resolve_adapter(model_id)
+    else:  # the plugins decide, from the checkpoint and the load options
+        resolution = resolve_adapter(model_id, load_options)
     manager = get_plugin_manager()
     spec = manager.require_ready(resolution.adapter)
     return ChosenAdapter(get_adapter(spec.name), spec, resolution)

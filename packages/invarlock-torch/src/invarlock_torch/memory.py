@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from invarlock.errors import SnapshotMismatchError
-from invarlock_hf.snapshot.layout import Settings, SnapshotLayout, capture_layout, plan_restore
+from invarlock_torch.layout import Settings, SnapshotLayout, capture_layout, plan_restore
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: tensors have no truth value
@@ -86,7 +86,7 @@ def restore_snapshot(
     """
     if not isinstance(snapshot, ModelSnapshot):
         raise SnapshotMismatchError(
-            f"expected a snapshot taken by invarlock-hf, got a {type(snapshot).__name__}; pass the "
+            f"expected a snapshot taken by invarlock-torch, got a {type(snapshot).__name__}; pass the "
             "object that snapshot() returned"
         )
     plan = plan_restore(model, snapshot.layout, extra_tensors, settings)

@@ -1,4 +1,5 @@
-"""The snapshot hookimpls for transformers models; invarlock_hf.plugin imports them to register them.
+"""The snapshot hookimpls for transformers models, through invarlock-torch's engine; invarlock_hf.plugin
+imports them to register them.
 
 Each returns None for a model that is not a ``transformers.PreTrainedModel``, so other plugins answer
 for theirs. Nothing heavy is imported until a hook runs.
@@ -18,7 +19,7 @@ from invarlock_hf.models import is_transformers_model
 def invarlock_snapshot(model: Any, include: Sequence[str] | None, same_device: bool) -> Any | None:
     if not is_transformers_model(model):
         return None
-    from invarlock_hf.snapshot.memory import take_snapshot
+    from invarlock_torch import take_snapshot
 
     return take_snapshot(model, include=include, same_device=same_device)
 
@@ -27,7 +28,7 @@ def invarlock_snapshot(model: Any, include: Sequence[str] | None, same_device: b
 def invarlock_restore(model: Any, snapshot: Any) -> bool | None:
     if not is_transformers_model(model):
         return None
-    from invarlock_hf.snapshot.memory import restore_snapshot
+    from invarlock_torch import restore_snapshot
 
     restore_snapshot(model, snapshot)
     return True
@@ -39,7 +40,7 @@ def invarlock_snapshot_chunked(
 ) -> Path | None:
     if not is_transformers_model(model):
         return None
-    from invarlock_hf.snapshot.chunked import write_chunked_snapshot
+    from invarlock_torch import write_chunked_snapshot
 
     return write_chunked_snapshot(model, directory, include=include, shard_bytes=shard_bytes)
 
@@ -48,7 +49,7 @@ def invarlock_snapshot_chunked(
 def invarlock_restore_chunked(model: Any, path: Path) -> bool | None:
     if not is_transformers_model(model):
         return None
-    from invarlock_hf.snapshot.chunked import restore_chunked_snapshot
+    from invarlock_torch import restore_chunked_snapshot
 
     restore_chunked_snapshot(model, path)
     return True

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from invarlock.errors import SnapshotCorruptError
-from invarlock_hf.snapshot.layout import Settings, SnapshotLayout, TensorSlot, capture_layout, plan_restore
+from invarlock_torch.layout import Settings, SnapshotLayout, TensorSlot, capture_layout, plan_restore
 
 try:  # ISA-L computes the very same CRC-32 as zlib about four times faster; zlib is the fallback
     from isal.isal_zlib import crc32
@@ -195,11 +195,11 @@ def write_chunked_snapshot(
 
     :param directory: where to create the snapshot directory (created if missing); None uses the
         system temp dir.
-    :param include: as for :func:`~invarlock_hf.snapshot.take_snapshot`.
+    :param include: as for :func:`~invarlock_torch.take_snapshot`.
     :param shard_bytes: largest shard size in bytes (default :data:`DEFAULT_SHARD_BYTES`); a tensor
         bigger than that gets a shard of its own.
     :param extra_tensors: live tensors outside parameters and buffers to capture too, by name.
-    :param settings: as for :func:`~invarlock_hf.snapshot.take_snapshot`; kept in the manifest.
+    :param settings: as for :func:`~invarlock_torch.take_snapshot`; kept in the manifest.
     :returns: the finished snapshot directory; it appears under this name only when complete.
     """
     limit = DEFAULT_SHARD_BYTES if shard_bytes is None else int(shard_bytes)
@@ -258,8 +258,8 @@ def read_manifest(path: str | os.PathLike[str]) -> SnapshotManifest:
         raise _corrupt(manifest_path, "is not an InvarLock chunked-snapshot manifest")
     if document.get("version") != FORMAT_VERSION:
         raise SnapshotCorruptError(
-            f"{manifest_path} has format version {document.get('version')}, this invarlock-hf reads "
-            f"version {FORMAT_VERSION}; restore it with the invarlock-hf release that wrote it"
+            f"{manifest_path} has format version {document.get('version')}, this invarlock-torch reads "
+            f"version {FORMAT_VERSION}; restore it with the invarlock-torch release that wrote it"
         )
     try:
         return _parse_manifest(document)
