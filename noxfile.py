@@ -15,7 +15,7 @@ import nox
 ROOT = Path(__file__).parent
 PACKAGES = ROOT / "packages"
 CONSTRAINTS = ("-c", str(ROOT / "constraints" / "test.txt"))
-DISTRIBUTIONS = ("core", "torch", "hf", "onnx", "bnb", "awq", "gptq")
+DISTRIBUTIONS = ("core", "torch", "hf", "onnx", "bnb", "packed", "awq", "gptq")
 
 nox.options.default_venv_backend = "venv"  # pip sees the local torch wheel; uv does not
 nox.options.error_on_missing_interpreters = True
@@ -93,22 +93,30 @@ def gptqmodel_env(session: nox.Session) -> dict[str, str]:
 
 @nox.session
 def gptq(session: nox.Session) -> None:
-    """invarlock-gptq: gptqmodel quantizes tiny models on CPU in the session; gpu tests skip without CUDA."""
-    session.env.update(gptqmodel_env(session))
-    install(session, package("core", "testing"), package("torch"), package("hf"), package("gptq", "test"))
-    pytest(session, "packages/invarlock-gptq/tests")
-
-
-@nox.session
-def awq(session: nox.Session) -> None:
-    """invarlock-awq, built on invarlock-gptq's shared gptqmodel loader."""
+    """invarlock-gptq, and the tests of invarlock-packed (the library it shares with invarlock-awq):
+    gptqmodel quantizes tiny models on CPU in the session; gpu tests skip without CUDA."""
     session.env.update(gptqmodel_env(session))
     install(
         session,
         package("core", "testing"),
         package("torch"),
         package("hf"),
-        package("gptq"),
+        package("packed", "test"),
+        package("gptq", "test"),
+    )
+    pytest(session, "packages/invarlock-packed/tests", "packages/invarlock-gptq/tests")
+
+
+@nox.session
+def awq(session: nox.Session) -> None:
+    """invarlock-awq, built on invarlock-packed; invarlock-gptq is not installed (awq must not need it)."""
+    session.env.update(gptqmodel_env(session))
+    install(
+        session,
+        package("core", "testing"),
+        package("torch"),
+        package("hf"),
+        package("packed"),
         package("awq", "test"),
     )
     pytest(session, "packages/invarlock-awq/tests")

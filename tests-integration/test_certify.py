@@ -533,6 +533,24 @@ def test_subject_without_tokenizer_is_scored_with_the_baseline_tokenizer(
 
 
 @pytest.mark.parametrize("kind", ["masked_lm", "seq2seq"])
+def test_subject_without_tokenizer_files_of_any_role_falls_back_to_the_baseline_tokenizer(
+    capsys: pytest.CaptureFixture[str], root: Path, tokenizer: Any, tmp_path: Path, kind: str
+) -> None:
+    # transformers 5 builds a near-empty tokenizer for such a directory; the files decide instead.
+    baseline = save_model(kind, root / f"{kind}-fallback", tokenizer)
+    bare = tmp_path / "bare"
+    shutil.copytree(baseline, bare, ignore=shutil.ignore_patterns("tokenizer*"))
+    code, _, err = certify(
+        capsys, "--baseline", str(baseline), "--subject", str(bare), "--out", str(tmp_path / "c"), *FAST
+    )
+    assert code == 0, err
+    block = read_certificate(tmp_path / "c")["tokenizer"]
+    assert block["shared"] is False
+    assert block["note"].startswith(f"the subject has no loadable tokenizer ({bare} holds no tokenizer files")
+    assert block["note"].endswith("it was scored with the baseline's")
+
+
+@pytest.mark.parametrize("kind", ["masked_lm", "seq2seq"])
 def test_other_roles_use_their_own_metric(
     capsys: pytest.CaptureFixture[str], root: Path, tokenizer: Any, tmp_path: Path, kind: str, validate: Any
 ) -> None:

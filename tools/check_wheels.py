@@ -11,9 +11,9 @@ Usage: python tools/check_wheels.py DIST_DIR
   adapters appear in `invarlock plugins adapters --json` with any status but `error` (needs_extra
   is expected: the backends are absent). A wheel without entry points (a package whose issue has
   not landed) is checked for importability only.
-- Each library wheel (LIBRARIES: invarlock-torch), next to core without torch: it declares no
-  `invarlock` entry point (a library is not an adapter, the listing must not change), its package
-  imports without importing torch or transformers, and it declares its public names in `__all__`.
+- Each library wheel (LIBRARIES: invarlock-torch, invarlock-packed), next to core without torch: it
+  declares no `invarlock` entry point (a library is not an adapter, the listing must not change),
+  its package imports without importing torch or transformers, and declares its names in `__all__`.
 - The `invarlock` meta-distribution: depends on invarlock-core and keeps its extras.
 
 Exits 1 if any check fails, after running them all.
@@ -38,7 +38,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 CORE = "invarlock-core"
 META = "invarlock"
 META_EXTRAS = ("adapters", "hf", "onnx", "gpu", "awq", "gptq")
-LIBRARIES = frozenset({"invarlock-torch"})
+LIBRARIES = frozenset({"invarlock-torch", "invarlock-packed"})
 """Library distributions: shared engines other distributions depend on, with no plugin of their own."""
 
 CHECK_LIBRARY = """

@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from invarlock_gptq.testing import quantize_checkpoint, save_base_checkpoint
+from invarlock_packed.testing import quantize_checkpoint, save_base_checkpoint
 
 
 @pytest.fixture(scope="session")

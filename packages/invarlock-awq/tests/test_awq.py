@@ -13,7 +13,7 @@ from invarlock.adapters import get_adapter, resolve_adapter
 from invarlock.errors import ModelLoadError, UnsupportedOperationError
 from invarlock.readiness import Status
 from invarlock.testing import AdapterConformance, differing_tensors, full_state, mutate_weights
-from invarlock_gptq.testing import (
+from invarlock_packed.testing import (
     LLAMA_LINEARS,
     batch,
     copy_with_quantization_config,
@@ -211,7 +211,7 @@ def test_loads_gemm_on_cuda_with_the_cpu_logits(llama_awq: Path) -> None:
 def test_gemv_quantized_on_cuda_loads_there_and_restores(llama_base: Path, tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
-    from invarlock_gptq.testing import quantize_checkpoint
+    from invarlock_packed.testing import quantize_checkpoint
 
     gemv = quantize_checkpoint(llama_base, tmp_path / "gemv", "awq_gemv", group_size=64, device="cuda")
     adapter = get_adapter("hf_awq")
@@ -223,3 +223,25 @@ def test_gemv_quantized_on_cuda_loads_there_and_restores(llama_base: Path, tmp_p
     mutate_weights(model)
     adapter.restore(model, snapshot)
     assert torch.equal(adapter.logits(model, batch()), logits)
+
+
+def test_installing_invarlock_awq_does_not_install_hf_gptq() -> None:
+    # What AWQ shares with GPTQ comes from invarlock-packed, a library with no plugin: nothing that
+    # invarlock-awq requires registers hf_gptq.
+    from importlib.metadata import distribution
+
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    pending = ["invarlock-awq"]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for line in distribution(name).requires or []:
+            requirement = Requirement(line)
+            if requirement.name.startswith("invarlock-") and not requirement.marker:
+                pending.append(requirement.name)
+    assert "invarlock-gptq" not in seen
+    assert "invarlock-packed" in seen

@@ -309,6 +309,56 @@ def test_resolve_adapter(toy: ToyPlugin) -> None:
         resolve_adapter("model.other")
 
 
+@pytest.mark.skipif(installed("invarlock-hf"), reason="invarlock-hf is installed in this environment")
+def test_no_resolver_installed_names_its_install(toy: ToyPlugin) -> None:
+    with pytest.raises(AdapterNotFoundError) as caught:
+        resolve_adapter("model.other")
+    assert str(caught.value) == (
+        "no installed plugin can choose an adapter for model.other; hf_auto (invarlock-hf), the "
+        "first-party adapter that chooses per checkpoint, is unavailable: invarlock-hf is not installed "
+        "(pip install invarlock-hf); or name an adapter explicitly (`invarlock plugins adapters` lists them)"
+    )
+
+
+HF_STAND_IN = """
+from invarlock import hookimpl
+from invarlock.adapters import Adapter
+from invarlock.types import AdapterSpec, Resolution, Role
+
+class Auto(Adapter):
+    name = "hf_auto"
+
+@hookimpl
+def invarlock_register_adapters():
+    return [AdapterSpec("hf_auto", Role.ANY, Auto, resolves=True)]
+
+@hookimpl
+def invarlock_resolve_adapter(model_id):
+    return Resolution("hf_causal", "always")
+"""
+
+
+@pytest.mark.skipif(installed("invarlock-hf"), reason="invarlock-hf is installed in this environment")
+def test_with_the_resolver_disabled_the_cli_says_so_instead_of_install(
+    site: Any, cli: Any, tmp_path: Path
+) -> None:
+    site.add_distribution("invarlock-hf", "0.1.0", plugins={"hf": HF_STAND_IN})
+    (tmp_path / "base").mkdir()
+    (tmp_path / "subject").mkdir()
+    env = {**site.env, "INVARLOCK_DISABLE_PLUGINS": "invarlock-hf"}
+    done = cli(
+        "certify", "--baseline", str(tmp_path / "base"), "--subject", str(tmp_path / "subject"), env=env
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"invarlock: error [adapter_not_found]: no installed plugin can choose an adapter for "
+        f"{tmp_path / 'base'}; hf_auto (invarlock-hf), the first-party adapter that chooses per checkpoint, "
+        "is unavailable: hf is disabled by INVARLOCK_DISABLE_PLUGINS; remove it from there to use hf_auto; "
+        "or name an adapter explicitly (`invarlock plugins adapters` lists them)\n"
+    )
+    assert "pip install" not in done.stderr
+
+
 def test_adapter_without_a_name_is_refused() -> None:
     with pytest.raises(AdapterNotFoundError, match="needs a name"):
         Adapter()

@@ -121,6 +121,19 @@ def test_markdown_leads_with_the_verdict(certificate: dict[str, Any]) -> None:
     assert f"`{certificate['invocation']['command']}`" in text
 
 
+def test_markdown_escapes_model_paths(certificate: dict[str, Any]) -> None:
+    hostile = copy.deepcopy(certificate)
+    hostile["subject"]["model_id"] = "/m/<img src=x onerror=alert(1)>`</code><script>x</script>"
+    hostile["baseline"]["model_id"] = "`leading backtick"
+    hostile["subject"]["adapter"]["reason"] = "config.json of /m/<b>x</b>|y names a causal LM"
+    text = render_markdown(hostile)
+    assert "- **Subject:** ``/m/<img src=x onerror=alert(1)>`</code><script>x</script>``" in text
+    assert "- **Baseline:** `` `leading backtick ``" in text
+    assert "<b>" not in text and "&lt;b&gt;x&lt;/b&gt;\\|y" in text
+    outside_code = text.replace("``/m/<img src=x onerror=alert(1)>`</code><script>x</script>``", "")
+    assert "<img" not in outside_code and "<script" not in outside_code
+
+
 def test_html_is_standalone_and_escapes_what_it_shows(certificate: dict[str, Any]) -> None:
     hostile = copy.deepcopy(certificate)
     hostile["subject"]["model_id"] = "<script>alert(1)</script>"

@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from invarlock.description import REQUIRED_KEYS, STRUCTURAL_KEYS, description_problems, validate_description
+from invarlock.description import (
+    OPTIONAL_KEYS,
+    REQUIRED_KEYS,
+    STRUCTURAL_KEYS,
+    description_problems,
+    validate_description,
+)
 from invarlock.errors import DescriptionError
 
 
@@ -45,7 +51,62 @@ def test_a_valid_description_passes_unchanged() -> None:
 def test_required_and_structural_keys() -> None:
     for key in ("n_layer", "heads_per_layer", "mlp_dims", "tying", "model_type", "model_class"):
         assert key in REQUIRED_KEYS
-    assert set(STRUCTURAL_KEYS) <= set(REQUIRED_KEYS)
+    assert set(STRUCTURAL_KEYS) <= set(REQUIRED_KEYS) | set(OPTIONAL_KEYS)
+    assert not set(OPTIONAL_KEYS) & set(REQUIRED_KEYS)
+
+
+def hybrid() -> dict[str, Any]:
+    """A 4-layer hybrid: Mamba, Mamba, attention with MoE, sliding attention; plus a vision tower."""
+    description = valid()
+    description.update(
+        model_type="hybrid",
+        role="causal",
+        encoder_decoder=None,
+        heads_per_layer=[0, 0, 8, 8],
+        kv_heads_per_layer=[0, 0, 2, 2],
+        layer_types=["mamba", "mamba", "full_attention", "sliding_attention"],
+        moe_per_layer=[
+            None,
+            None,
+            {"num_experts": 16, "experts_per_token": 2, "expert_mlp_dim": 32, "shared_expert_mlp_dim": 64},
+            None,
+        ],
+        moe={"num_experts": 16, "experts_per_token": 2, "expert_mlp_dim": 32},
+        towers={"vision_tower": {"n_layer": 2, "hidden_size": 16, "n_params": 999}},
+        n_params_scope="the whole model",
+        unresolved=[{"field": "mlp_dims", "layers": [3], "why": "two widths"}],
+    )
+    return description
+
+
+def test_optional_keys_pass_when_well_formed() -> None:
+    assert description_problems(hybrid()) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("layer_types", ["mamba"] * 3, "'layer_types' must be a list with one entry for each of the 4 layers"),
+        ("layer_types", ["mamba", "mamba", "full_attention", "attention"], "'layer_types' holds attention"),
+        ("layer_types", ["linear_attention"] * 4, "layers 2-3 have no softmax attention but non-zero heads"),
+        ("moe_per_layer", [None] * 3, "'moe_per_layer' must be a list with one entry for each"),
+        ("moe_per_layer", [None, None, {"num_experts": 16}, None], "'moe_per_layer' entries must be None or"),
+        ("towers", {"vision": {"n_layer": 2}}, "'towers' must map tower names"),
+        ("n_params_scope", "", "'n_params_scope' must be a non-empty string"),
+        ("unresolved", [{"field": "mlp_dims", "layers": None}], "'unresolved' entries need"),
+    ],
+)
+def test_optional_key_breaches_are_named(key: str, value: Any, problem: str) -> None:
+    description = hybrid()
+    description[key] = value
+    problems = description_problems(description)
+    assert any(problem in p for p in problems), problems
+
+
+def test_moe_layers_need_the_moe_summary() -> None:
+    description = hybrid()
+    description["moe"] = None
+    assert "'moe_per_layer' has MoE layers but 'moe' is None" in description_problems(description)
 
 
 def test_moe_and_quantization_blocks_pass() -> None:

@@ -13,7 +13,7 @@ from invarlock.adapters import get_adapter, resolve_adapter
 from invarlock.errors import ModelLoadError, UnsupportedOperationError
 from invarlock.readiness import Status
 from invarlock.testing import AdapterConformance, differing_tensors, full_state, mutate_weights
-from invarlock_gptq.testing import (
+from invarlock_packed.testing import (
     LLAMA_LINEARS,
     batch,
     copy_with_quantization_config,

@@ -254,6 +254,10 @@ def test_unknown_architecture_reports_only_what_its_config_states(remote_code_ch
     assert set(description["not_in_config"]) == {"kv_heads_per_layer", "mlp_dims"}
     assert description["mlp_dims"] == [0, 0]
     assert description["kv_heads_per_layer"] == [0, 0]
+    # Its layers are bare Linear modules, not blocks: nothing is checked against the modules, and it says so.
+    unverified = {entry["field"] for entry in description["unresolved"] if "unverified" in entry["why"]}
+    assert {"n_layer", "heads_per_layer", "layer_types"} <= unverified
+    assert description["layer_types"] == ["unknown", "unknown"]
 
 
 def test_config_structure_reads_config_json_dicts() -> None:

@@ -16,7 +16,7 @@ import torch
 import transformers
 from safetensors import safe_open
 
-from invarlock.errors import SnapshotCorruptError, SnapshotMismatchError
+from invarlock.errors import SnapshotCorruptError, SnapshotMismatchError, SnapshotWriteError
 from invarlock.testing import assert_restored, differing_tensors, full_state, mutate_weights
 from invarlock_hf.testing import AUTO_CLASS
 from invarlock_torch import (
@@ -191,9 +191,12 @@ def test_default_directory_is_the_system_temp_dir(
     remove_chunked_snapshot(path)
 
 
-@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+@pytest.mark.parametrize(
+    ("failure", "raised"),
+    [(OSError(28, "No space left on device"), SnapshotWriteError), (KeyboardInterrupt(), KeyboardInterrupt)],
+)
 def test_a_failed_write_leaves_nothing_behind(
-    gpt2: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException
+    gpt2: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException, raised: type
 ) -> None:
     real_save_file = safetensors.torch.save_file
     written = []
@@ -205,7 +208,7 @@ def test_a_failed_write_leaves_nothing_behind(
             raise failure
 
     monkeypatch.setattr(safetensors.torch, "save_file", save_then_fail)
-    with pytest.raises(type(failure)):
+    with pytest.raises(raised):
         write_chunked_snapshot(gpt2, tmp_path, shard_bytes=SMALL_SHARDS)
     assert len(written) == 3
     assert list(tmp_path.iterdir()) == []

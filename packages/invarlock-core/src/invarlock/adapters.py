@@ -198,10 +198,28 @@ def resolve_adapter(model_id: str | Path, options: Mapping[str, Any] | None = No
     )
     if resolution is None:
         raise AdapterNotFoundError(
-            f"no installed plugin can choose an adapter for {model_id}; install invarlock-hf "
-            "(pip install invarlock-hf) or name an adapter explicitly"
+            f"no installed plugin can choose an adapter for {model_id}; "
+            f"{_resolver_hint()}name an adapter explicitly (`invarlock plugins adapters` lists them)"
         )
     return resolution  # type: ignore[no-any-return]
+
+
+def _resolver_hint() -> str:
+    """Why the first-party adapter that chooses per checkpoint (``hf_auto``) did not answer, with its
+    fix (install, re-enable, repair), or nothing when it is installed."""
+    from invarlock.catalogue import FIRST_PARTY
+    from invarlock.types import Role
+
+    manager = _manager()
+    for entry in FIRST_PARTY.values():
+        if entry.role is Role.ANY and entry.adapter not in manager.installed_adapters():
+            readiness = manager.catalogue_readiness(entry)
+            fix = f" ({readiness.install})" if readiness.install else ""
+            return (
+                f"{entry.adapter} ({entry.distribution}), the first-party adapter that chooses per "
+                f"checkpoint, is unavailable: {readiness.reason}{fix}; or "
+            )
+    return ""
 
 
 def __dir__() -> list[str]:

@@ -53,6 +53,13 @@ class PluginNotFoundError(InvarlockError, LookupError):
     code = "plugin_not_found"
 
 
+class AdapterContractError(InvarlockError):
+    """An adapter's hook returned something its hookspec rules out (logits of the wrong shape, a
+    description with a role InvarLock cannot evaluate)."""
+
+    code = "adapter_contract_broken"
+
+
 class ModelLoadError(InvarlockError):
     """Loading a model failed; the backend's own message is kept as the cause."""
 
@@ -95,6 +102,58 @@ class ModelNotFoundError(ModelLoadError):
     code = "model_not_found"
 
 
+# -- checkpoints refused before or while loading (core) ------------------------------------------
+
+
+class CheckpointNotADirectoryError(ModelLoadError):
+    """A file was given where a checkpoint directory is expected."""
+
+    code = "checkpoint_not_a_directory"
+
+
+class CheckpointConfigError(ModelLoadError):
+    """A checkpoint's config.json is not valid JSON, or a key has the wrong type."""
+
+    code = "checkpoint_config_invalid"
+
+
+class ImplausibleConfigError(CheckpointConfigError):
+    """A checkpoint's config.json states sizes its weight files cannot hold; refused before the model
+    is built."""
+
+    code = "checkpoint_config_implausible"
+
+
+class UnsafeCheckpointError(ModelLoadError):
+    """The weights are pickled and torch refused to unpickle them (they would run code)."""
+
+    code = "checkpoint_unsafe"
+
+
+class RemoteCodeRefusedError(ModelLoadError):
+    """The checkpoint needs its own Python code to load, and trust_remote_code is off."""
+
+    code = "remote_code_refused"
+
+
+class TokenizerNotFoundError(ModelLoadError):
+    """A checkpoint directory holds no tokenizer files."""
+
+    code = "tokenizer_not_found"
+
+
+class RoleMismatchError(InvarlockError):
+    """The subject and the baseline are models of different roles (causal, masked LM, seq2seq)."""
+
+    code = "role_mismatch"
+
+
+class OutputWriteError(InvarlockError):
+    """Results could not be written into the output directory; nothing was left half-written."""
+
+    code = "output_unwritable"
+
+
 class TokenizerMismatchError(InvarlockError):
     """The subject's tokenizer differs from the baseline's, so their scores cannot be compared."""
 
@@ -125,6 +184,21 @@ class RestoreVerificationError(InvarlockError):
     code = "restore_unverified"
 
 
+# -- snapshot engine (invarlock-torch): failures after writing began, failed snapshot writes ------
+
+
+class SnapshotPartiallyRestoredError(InvarlockError):
+    """A restore failed after it had started writing into the model: the model is partly restored."""
+
+    code = "snapshot_partially_restored"
+
+
+class SnapshotWriteError(InvarlockError):
+    """A chunked snapshot could not be written (disk full, read-only, not a directory); nothing is left."""
+
+    code = "snapshot_write_failed"
+
+
 # -- certify evidence and arguments (#14) ------------------------------------------------------
 
 
@@ -138,12 +212,6 @@ class CertificateInvalidError(InvarlockError):
     """A file given to ``invarlock verify`` is not a readable certificate with content identity."""
 
     code = "certificate_invalid"
-
-
-class OutputNotWritableError(InvarlockError):
-    """The directory for certificates or reports is an existing file, or cannot be written or created."""
-
-    code = "output_unwritable"
 
 
 class DeviceUnavailableError(InvarlockError):

@@ -354,12 +354,12 @@ class InvarlockPluginManager(pluggy.PluginManager):
                 caller = self.subset_hook_caller(hook_name, [self.get_plugin(name) for name, _ in skipped])
                 continue
             if skipped and result is None:
-                culprit, exc = skipped[0]
+                first_culprit, first_error = skipped[0]
                 raise self._plugin_failed(
-                    culprit, hook_name, exc, ", and no other plugin answers for this request"
-                ) from exc
-            for culprit, exc in skipped:
-                self._record_fault(culprit, hook_name, exc)
+                    first_culprit, hook_name, first_error, ", and no other plugin answers for this request"
+                ) from first_error
+            for skipped_plugin, error in skipped:
+                self._record_fault(skipped_plugin, hook_name, error)
             return result
 
     def plugin_of_adapter(self, adapter: str) -> str | None:
@@ -418,7 +418,7 @@ class InvarlockPluginManager(pluggy.PluginManager):
             return spec
         entry = FIRST_PARTY.get(name)
         if entry is not None:
-            readiness = self._catalogue_readiness(entry)
+            readiness = self.catalogue_readiness(entry)
             if readiness.status is Status.ERROR:
                 fix = f"fix it or reinstall it: pip install --force-reinstall {entry.distribution}"
             elif readiness.install:
@@ -504,7 +504,11 @@ class InvarlockPluginManager(pluggy.PluginManager):
             spec=spec,
         )
 
-    def _catalogue_readiness(self, entry: CatalogueEntry) -> Readiness:
+    def installed_adapters(self) -> frozenset[str]:
+        """Names of the adapters loaded plugins registered (conflicting ones included)."""
+        return frozenset(self._specs)
+
+    def catalogue_readiness(self, entry: CatalogueEntry) -> Readiness:
         """Why a first-party adapter that no loaded plugin provides cannot be used, and the fix."""
         plugin = self._plugin_of_distribution(entry.distribution)
         if plugin is not None and plugin.status == "disabled":
@@ -546,7 +550,7 @@ class InvarlockPluginManager(pluggy.PluginManager):
             distribution=entry.distribution,
             version=plugin.version if plugin else None,
             plugin=plugin.name if plugin else None,
-            readiness=self._catalogue_readiness(entry),
+            readiness=self.catalogue_readiness(entry),
             platforms=entry.platforms,
         )
 

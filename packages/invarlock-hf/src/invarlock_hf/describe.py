@@ -13,30 +13,42 @@ from typing import Any
 from invarlock_hf.loading import newly_initialized
 from invarlock_hf.models import input_device
 from invarlock_hf.quantization import detect_quantization
+from invarlock_hf.blocks import language_config, layer_structure
 from invarlock_hf.structure import config_structure, role_of_class
+
+
+N_PARAMS_SCOPE = (
+    "every distinct parameter tensor of the whole model object (all towers, embeddings and heads; "
+    "tied tensors counted once)"
+)
 
 
 def describe_model(model: Any) -> dict[str, Any]:
     """The full describe contract (:mod:`invarlock.description`) for a transformers model.
 
-    Adds ``newly_initialized`` (parameters the checkpoint lacked, initialised at load) for models
-    loaded through invarlock-hf, and ``not_in_config`` for architectures it does not know.
+    The per-layer structure is read from the modules (:mod:`invarlock_hf.blocks`) and checked
+    against the config rules of :mod:`invarlock_hf.structure`; a field that cannot be read, or
+    that the two disagree on, is 0 and listed in ``unresolved``. Adds ``newly_initialized``
+    (parameters the checkpoint lacked, initialised at load) for models loaded through
+    invarlock-hf, and ``not_in_config`` for architectures it has no config rules for.
     """
     config = model.config
     role = role_of_class(
         type(model).__name__, is_encoder_decoder=bool(getattr(config, "is_encoder_decoder", False))
     )
-    structure = config_structure(config, role=role)
+    text_config = language_config(config)
+    structure = config_structure(text_config, role=role)
     parameters, storage_groups = _walk_parameters(model)
+    layers = layer_structure(model, text_config, structure)
     description: dict[str, Any] = {
         "model_type": structure["model_type"],
         "model_class": type(model).__name__,
         "role": structure["role"],
         "architecture_known": structure["architecture_known"],
-        "n_layer": structure["n_layer"],
-        "heads_per_layer": structure["heads_per_layer"],
-        "kv_heads_per_layer": structure["kv_heads_per_layer"],
-        "mlp_dims": structure["mlp_dims"],
+        "n_layer": layers["n_layer"],
+        "heads_per_layer": layers["heads_per_layer"],
+        "kv_heads_per_layer": layers["kv_heads_per_layer"],
+        "mlp_dims": layers["mlp_dims"],
         "hidden_size": structure["hidden_size"],
         "vocab_size": structure["vocab_size"],
         "n_params": sum(p.numel() for p in parameters),
@@ -44,10 +56,19 @@ def describe_model(model: Any) -> dict[str, Any]:
         "device": _input_device(model, parameters),
         "device_map": _device_map(model),
         "tying": _tying(model, storage_groups),
-        "encoder_decoder": structure["encoder_decoder"],
-        "moe": structure["moe"],
+        "encoder_decoder": layers["encoder_decoder"],
+        "moe": layers["moe"],
         "quantization": detect_quantization(model),
+        "layer_types": layers["layer_types"],
+        "moe_per_layer": layers["moe_per_layer"],
+        "n_params_scope": N_PARAMS_SCOPE,
+        "unresolved": layers["unresolved"],
     }
+    if text_config is not config:
+        description["model_type"] = str(getattr(config, "model_type", "") or structure["model_type"])
+        description["language_model_type"] = structure["model_type"]
+    if layers["towers"]:
+        description["towers"] = layers["towers"]
     if "not_in_config" in structure:
         description["not_in_config"] = structure["not_in_config"]
     initialized = newly_initialized(model)

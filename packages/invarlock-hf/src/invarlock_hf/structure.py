@@ -166,9 +166,18 @@ _KV_HEAD_FIELDS = ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_qu
 _MLP_FIELDS = ("intermediate_size", "ffn_dim", "ffn_hidden_size", "n_inner", "d_ff", "hidden_dim")
 
 
+def config_field(config: Any, name: str) -> Any:
+    """``config.name``, or None when it is absent, or refuses to be read as one value (transformers
+    raises for fields that vary per layer)."""
+    try:
+        return getattr(config, name, None)
+    except Exception:  # noqa: BLE001 - e.g. AmbiguousGlobalPerLayerAttributeError
+        return None
+
+
 def _stated(config: Any, names: tuple[str, ...]) -> int | None:
     for name in names:
-        value = getattr(config, name, None)
+        value = config_field(config, name)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return None
@@ -304,11 +313,12 @@ _SUFFIX_ROLES = (("ForCausalLM", CAUSAL), ("LMHeadModel", CAUSAL), ("ForMaskedLM
 
 
 _AUTO_MAPPINGS = {
-    CAUSAL: "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
-    MASKED_LM: "MODEL_FOR_MASKED_LM_MAPPING_NAMES",
-    SEQ2SEQ: "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
+    # Image-text-to-text wrappers generate text causally: their language model is a causal LM.
+    CAUSAL: ("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES"),
+    MASKED_LM: ("MODEL_FOR_MASKED_LM_MAPPING_NAMES",),
+    SEQ2SEQ: ("MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",),
 }
-"""Role → transformers' Auto mapping (model_type → head class names) for it."""
+"""Role → transformers' Auto mappings (model_type → head class names) for it."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -317,12 +327,16 @@ def _auto_mappings() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
     from transformers.models.auto import modeling_auto
 
     found: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
-    for role, attribute in _AUTO_MAPPINGS.items():
-        mapping = getattr(modeling_auto, attribute)
-        classes = {
-            name for value in mapping.values() for name in ((value,) if isinstance(value, str) else value)
-        }
-        found[role] = (frozenset(mapping), frozenset(classes))
+    for role, attributes in _AUTO_MAPPINGS.items():
+        types: set[str] = set()
+        classes: set[str] = set()
+        for attribute in attributes:
+            mapping = getattr(modeling_auto, attribute, {})
+            types.update(mapping)
+            classes.update(
+                name for value in mapping.values() for name in ((value,) if isinstance(value, str) else value)
+            )
+        found[role] = (frozenset(types), frozenset(classes))
     return found
 
 

@@ -8,39 +8,46 @@ On disk::
         shard-00000.safetensors       each tensor once, under the first of its names
         shard-00001.safetensors ...
 
-Writing happens in ``.invarlock-snapshot-XXXXXXXX.partial`` next to it, renamed into place only when
-complete; a failed write removes it.
+Writing happens in ``.invarlock-snapshot-XXXXXXXX.partial`` next to it. Every file is fsynced, then
+the staging directory is renamed into place and the parent directory fsynced, so a snapshot that
+looks complete survives a power cut. A failed write removes the staging directory and raises
+:class:`~invarlock.errors.SnapshotWriteError` naming the directory, the OS reason and the bytes
+needed. A writer holds a lock on ``.lock`` inside its staging directory; a staging directory whose
+lock no live process holds was left by a killed writer, and the next write into the same parent
+removes it.
 
-Restoring reads the shards through memory maps (no copy of the model in memory). Before it writes
-anything it checks everything that can be checked without reading the data: the manifest against
-the model (model class, every name, shape, dtype and setting), each shard's presence, exact size and
-safetensors header.
-Then it verifies the CRC-32 of every tensor of every shard before any byte reaches the model,
-because bytes altered inside a later shard would otherwise be found after earlier shards were
-written; a failed restore must leave the model as it was. The copy then reads each shard a second
-time (from the page cache, unless memory is short), starting with the shard verified last, which is
-still mapped. On a 2-core machine the checksum pass costs a third to a half of the copy.
+Restoring first checks everything that can be checked without reading the data: the manifest
+against the model (model class, every name, shape, dtype and setting), each shard's presence, exact
+size and safetensors header. Every shard is opened and mapped read-only once, and held until the
+restore ends, so a shard removed or replaced by rename meanwhile is still read as it was verified.
+The CRC-32 of every tensor of every shard is verified from those mappings before any byte reaches
+the model (no copy of the model in memory: the page cache serves both passes). A shard rewritten in
+place is detected by its size and modification time, checked before and after each shard is copied:
+before the first write the restore is refused with the model untouched; after it the restore raises
+:class:`~invarlock.errors.SnapshotPartiallyRestoredError` ("partially restored"), as does any other
+failure once writing began, never "untouched".
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
-import mmap
 import os
 import re
 import shutil
 import struct
 import tempfile
-import warnings
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
-from invarlock.errors import SnapshotCorruptError
+from invarlock.errors import SnapshotCorruptError, SnapshotPartiallyRestoredError, SnapshotWriteError
 from invarlock_torch.layout import Settings, SnapshotLayout, TensorSlot, capture_layout, plan_restore
 
 try:  # ISA-L computes the very same CRC-32 as zlib about four times faster; zlib is the fallback
@@ -56,6 +63,10 @@ DEFAULT_SHARD_BYTES = 512 * 2**20
 
 _DIRECTORY_PREFIX = "invarlock-snapshot-"
 _STAGING_SUFFIX = ".partial"
+_LOCK_NAME = ".lock"
+_UNLOCKED_STAGING_GRACE_S = 3600.0
+"""A staging directory without a lock file (its writer died before taking it, or is just renaming)
+is removed only once this old."""
 _SHARD_NAME = re.compile(r"shard-\d{5}\.safetensors")
 
 # Dtypes every supported safetensors release reads; others are stored as their raw bytes ("U8").
@@ -150,6 +161,15 @@ def _write_shard(
     return checksums.result()
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file's or a directory's data and metadata to disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def _manifest_json(
     model: Any, layout: SnapshotLayout, checksums: Sequence[int], shards: Sequence[ShardRecord]
 ) -> str:
@@ -174,12 +194,86 @@ def _manifest_json(
                 "device": slot.device,
                 "shard": shard_of[index],
                 "crc32": checksums[index],
+                **({"placement": dict(slot.placement)} if slot.placement is not None else {}),
             }
             for index, slot in enumerate(layout.slots)
         ],
         "shards": [{"file": shard.file, "bytes": shard.bytes} for shard in shards],
     }
     return json.dumps(document)  # no indent: json then uses its C encoder, ~10x faster on big models
+
+
+def _bytes_needed(layout: SnapshotLayout) -> int:
+    """A lower bound on the disk space a chunked snapshot of ``layout`` takes: its tensors' bytes
+    plus, per tensor, its safetensors header and manifest entries (names and a few numbers)."""
+    names = sum(len(name) for slot in layout.slots for name in slot.names)
+    return layout.nbytes + 2 * names + 200 * len(layout.slots) + 4096
+
+
+def _write_failed(parent: Path, error: BaseException, needed: int) -> SnapshotWriteError:
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    if isinstance(error, FileExistsError) or (isinstance(error, OSError) and error.errno == errno.ENOTDIR):
+        reason = f"{reason}: a path on the way is a file, not a directory"
+    return SnapshotWriteError(
+        f"cannot write a chunked snapshot into {parent} ({reason}; it needs about {needed} bytes), "
+        "nothing was left there; pass a writable directory with enough free space"
+    )
+
+
+@contextlib.contextmanager
+def _staging_directory(parent: Path) -> Iterator[Path]:
+    """A new hidden staging directory in ``parent``, locked against cleaners while it exists."""
+    import fcntl
+
+    staging = Path(tempfile.mkdtemp(prefix="." + _DIRECTORY_PREFIX, suffix=_STAGING_SUFFIX, dir=parent))
+    try:
+        with (staging / _LOCK_NAME).open("wb") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            yield staging
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_stale_staging(parent: Path) -> list[Path]:
+    """Remove staging directories in ``parent`` that killed writers left; returns what was removed.
+
+    A staging directory is stale when no process holds its lock, or when it has no lock file and is
+    older than an hour. Only directories holding nothing but snapshot files are removed.
+    """
+    import fcntl
+
+    removed = []
+    try:
+        candidates = [
+            entry
+            for entry in parent.iterdir()
+            if entry.name.startswith("." + _DIRECTORY_PREFIX) and entry.name.endswith(_STAGING_SUFFIX)
+        ]
+    except OSError:
+        return removed
+    for staging in candidates:
+        try:
+            if not staging.is_dir() or any(
+                entry.name != _LOCK_NAME and not _is_snapshot_file(entry) for entry in staging.iterdir()
+            ):
+                continue
+            lock_path = staging / _LOCK_NAME
+            if lock_path.exists():
+                with lock_path.open("rb") as lock:
+                    try:
+                        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except OSError:
+                        continue  # a live writer holds it
+                    shutil.rmtree(staging)
+            elif time.time() - staging.stat().st_mtime > _UNLOCKED_STAGING_GRACE_S:
+                shutil.rmtree(staging)
+            else:
+                continue
+            removed.append(staging)
+        except OSError:
+            continue  # vanished meanwhile, or not ours to remove: leave it
+    return removed
 
 
 def write_chunked_snapshot(
@@ -200,35 +294,55 @@ def write_chunked_snapshot(
         bigger than that gets a shard of its own.
     :param extra_tensors: live tensors outside parameters and buffers to capture too, by name.
     :param settings: as for :func:`~invarlock_torch.take_snapshot`; kept in the manifest.
-    :returns: the finished snapshot directory; it appears under this name only when complete.
+    :returns: the finished snapshot directory; it appears under this name only when complete and
+        on disk.
+    :raises SnapshotWriteError: the directory cannot be created or written (a file on the way,
+        read-only, too little free space); nothing is left behind.
     """
+    from safetensors import SafetensorError
+
     limit = DEFAULT_SHARD_BYTES if shard_bytes is None else int(shard_bytes)
     if limit <= 0:
         raise ValueError(f"shard_bytes must be a positive number of bytes, got {shard_bytes}")
     layout, sources = capture_layout(model, include, extra_tensors, settings)
     parent = Path(directory) if directory is not None else Path(tempfile.gettempdir())
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="." + _DIRECTORY_PREFIX, suffix=_STAGING_SUFFIX, dir=parent))
-    final = parent / staging.name[1 : -len(_STAGING_SUFFIX)]
+    needed = _bytes_needed(layout)
     try:
-        checksums = [0] * len(layout.slots)
-        shards = []
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            for number, indexes in enumerate(_group_into_shards(layout, limit)):
-                file = f"shard-{number:05d}.safetensors"
-                crcs = _write_shard(
-                    staging / file, [layout.slots[i] for i in indexes], [sources[i] for i in indexes], pool
-                )
-                for index, crc in zip(indexes, crcs, strict=True):
-                    checksums[index] = crc
-                shards.append(ShardRecord(file, (staging / file).stat().st_size, tuple(indexes)))
-        (staging / MANIFEST_NAME).write_text(
-            _manifest_json(model, layout, checksums, shards), encoding="utf-8"
+        parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(parent)
+        free = shutil.disk_usage(parent).free
+    except OSError as error:
+        raise _write_failed(parent, error, needed) from None
+    if free < needed:
+        raise SnapshotWriteError(
+            f"cannot write a chunked snapshot into {parent}: it needs about {needed} bytes and "
+            f"{free} are free there, nothing was written; free space or pass another directory"
         )
-        os.rename(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    try:
+        with _staging_directory(parent) as staging:
+            final = parent / staging.name[1 : -len(_STAGING_SUFFIX)]
+            checksums = [0] * len(layout.slots)
+            shards = []
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                for number, indexes in enumerate(_group_into_shards(layout, limit)):
+                    file = staging / f"shard-{number:05d}.safetensors"
+                    crcs = _write_shard(
+                        file, [layout.slots[i] for i in indexes], [sources[i] for i in indexes], pool
+                    )
+                    for index, crc in zip(indexes, crcs, strict=True):
+                        checksums[index] = crc
+                    shards.append(ShardRecord(file.name, file.stat().st_size, tuple(indexes)))
+            manifest = staging / MANIFEST_NAME
+            manifest.write_text(_manifest_json(model, layout, checksums, shards), encoding="utf-8")
+            for shard in shards:
+                _fsync(staging / shard.file)
+            _fsync(manifest)
+            (staging / _LOCK_NAME).unlink()  # still held: a cleaner now sees a young unlocked dir
+            _fsync(staging)
+            os.rename(staging, final)
+            _fsync(parent)
+    except (OSError, SafetensorError) as error:
+        raise _write_failed(parent, error, needed) from error
     return final
 
 
@@ -282,7 +396,11 @@ def _parse_manifest(document: dict[str, Any]) -> SnapshotManifest:
         if not names or len(names) != len(kinds):
             raise ValueError("a tensor entry has no names, or names and kinds of different lengths")
         shape = tuple(int(size) for size in entry["shape"])
-        slots.append(TensorSlot(names, kinds, shape, _parse_dtype(entry["dtype"]), str(entry["device"])))
+        placement = entry.get("placement")
+        if placement is not None and not isinstance(placement, dict):
+            raise ValueError("a tensor's placement is not an object")
+        dtype = _parse_dtype(entry["dtype"])
+        slots.append(TensorSlot(names, kinds, shape, dtype, str(entry["device"]), placement))
         checksums.append(int(entry["crc32"]))
         shard_of.append(int(entry["shard"]))
     files = [(str(shard["file"]), int(shard["bytes"])) for shard in document["shards"]]
@@ -302,49 +420,135 @@ def _parse_manifest(document: dict[str, Any]) -> SnapshotManifest:
     return SnapshotManifest(layout, tuple(checksums), shards)
 
 
-@dataclass(frozen=True)
-class _ShardData:
-    """A checked shard: where its data section starts and where each tensor lies within it."""
+class _ShardProblem(Exception):
+    """A shard is not as its manifest describes; the caller words it (untouched, or partially restored)."""
 
-    path: Path
-    size: int
-    data_start: int
-    offsets: dict[int, tuple[int, int]]
-    """Slot index -> (begin, end) byte offsets, relative to the data section."""
+    def __init__(self, path: Path, what: str) -> None:
+        super().__init__(f"{path} {what}")
+        self.path, self.what = path, what
 
 
-def _check_shard(directory: Path, manifest: SnapshotManifest, shard: ShardRecord) -> _ShardData:
-    """Check a shard's presence, size and header against the manifest, reading only the header."""
-    path = directory / shard.file
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as file:
-            prefix = file.read(8)
-            header_bytes = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else -1
-            if not 0 < header_bytes <= size - 8:
-                raise _corrupt(path, "has no valid safetensors header")
-            header = json.loads(file.read(header_bytes))
-    except FileNotFoundError:
-        raise _corrupt(path, "is missing, so the snapshot is incomplete") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _corrupt(path, f"has an unreadable header ({error})") from error
-    if size != shard.bytes:
-        raise _corrupt(path, f"is {size} bytes, the manifest says {shard.bytes}: it is truncated or damaged")
-    data_start = 8 + header_bytes
-    offsets = {}
-    for index in shard.slots:
-        slot = manifest.layout.slots[index]
-        entry = header.get(slot.names[0]) if isinstance(header, dict) else None
-        dtype, shape = _stored_form(slot)
+def _signature(file: IO[bytes]) -> tuple[int, ...]:
+    """What changes when a file's data is rewritten in place: size and modification time (its change
+    time also moves when the file is only unlinked or renamed, which does not alter what is mapped)."""
+    stat = os.fstat(file.fileno())
+    return (stat.st_ino, stat.st_dev, stat.st_size, stat.st_mtime_ns)
+
+
+class _OpenShard:
+    """A shard opened once, checked against the manifest from its header, and held open until the
+    restore ends: removing or replacing the file by name no longer changes what is read."""
+
+    def __init__(self, directory: Path, manifest: SnapshotManifest, record: ShardRecord) -> None:
+        self.path = directory / record.file
+        self.record = record
         try:
-            begin, end = (int(x) for x in entry["data_offsets"])  # type: ignore[index]
-            agrees = entry["dtype"] == dtype and list(entry["shape"]) == shape  # type: ignore[index]
-        except (TypeError, KeyError, ValueError):
-            agrees = False
-        if not agrees or end - begin != slot.nbytes or not 0 <= begin <= end <= size - data_start:
-            raise _corrupt(path, f"does not hold {slot.names[0]} as the manifest describes it")
-        offsets[index] = (begin, end)
-    return _ShardData(path, size, data_start, offsets)
+            self.file: IO[bytes] = self.path.open("rb", buffering=0)
+        except FileNotFoundError:
+            raise _ShardProblem(self.path, "is missing, so the snapshot is incomplete") from None
+        except OSError as error:
+            raise _ShardProblem(self.path, f"cannot be opened ({error.strerror})") from error
+        try:
+            self.signature = _signature(self.file)
+            self.size = self.signature[2]
+            self.ranges = self._check_header(manifest)
+        except BaseException:
+            self.file.close()
+            raise
+
+    def _check_header(self, manifest: SnapshotManifest) -> dict[int, tuple[int, int]]:
+        """Slot index -> (begin, end) byte offsets in the file, from the header alone."""
+        try:
+            prefix = os.pread(self.file.fileno(), 8, 0)
+            header_bytes = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else -1
+            if not 0 < header_bytes <= self.size - 8:
+                raise _ShardProblem(self.path, "has no valid safetensors header")
+            header = json.loads(os.pread(self.file.fileno(), header_bytes, 8))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise _ShardProblem(self.path, f"has an unreadable header ({error})") from error
+        if self.size != self.record.bytes:
+            raise _ShardProblem(
+                self.path,
+                f"is {self.size} bytes, the manifest says {self.record.bytes}: it is truncated or damaged",
+            )
+        data_start = 8 + header_bytes
+        ranges = {}
+        for index in self.record.slots:
+            slot = manifest.layout.slots[index]
+            entry = header.get(slot.names[0]) if isinstance(header, dict) else None
+            dtype, shape = _stored_form(slot)
+            try:
+                begin, end = (int(x) for x in entry["data_offsets"])  # type: ignore[index]
+                agrees = entry["dtype"] == dtype and list(entry["shape"]) == shape  # type: ignore[index]
+            except (TypeError, KeyError, ValueError):
+                agrees = False
+            if not agrees or end - begin != slot.nbytes or not 0 <= begin <= end <= self.size - data_start:
+                raise _ShardProblem(self.path, f"does not hold {slot.names[0]} as the manifest describes it")
+            ranges[index] = (data_start + begin, data_start + end)
+        return ranges
+
+    def map(self) -> None:
+        """Map the whole shard read-only (the mapping keeps the file's data even once it is unlinked)."""
+        import mmap
+
+        self.mapped = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
+        if self.mapped is not None and hasattr(self.mapped, "madvise"):  # not on Windows
+            self.mapped.madvise(mmap.MADV_WILLNEED)  # read ahead: the whole shard is needed now
+
+    def close(self) -> None:
+        mapped = getattr(self, "mapped", None)
+        if mapped is not None:
+            with contextlib.suppress(BufferError):  # a tensor still views it: unmapped when freed
+                mapped.close()
+        self.file.close()
+
+    def check_unchanged(self) -> None:
+        """:raises _ShardProblem: the file was rewritten in place since it was opened."""
+        if _signature(self.file) != self.signature:
+            raise _ShardProblem(self.path, "changed on disk while the snapshot was being restored")
+
+    def verify(self, manifest: SnapshotManifest, pool: ThreadPoolExecutor) -> None:
+        """Verify every tensor's CRC-32 in the mapping.
+
+        :raises _ShardProblem: a checksum fails, or the file changed meanwhile.
+        """
+        self.check_unchanged()  # a mapping past the end of a truncated file cannot be read
+        everything = memoryview(self.mapped) if self.mapped is not None else memoryview(b"")
+
+        def checksum_run(run: Sequence[tuple[int, int]]) -> list[int]:
+            return [crc32(everything[begin:end]) for begin, end in run]
+
+        # CRC-32 releases the GIL: two runs of about equal bytes, one on the pool's thread and one
+        # here (a future per tensor would cost more than checksumming a small tensor).
+        first, second = _halves(list(self.ranges.values()))
+        later = pool.submit(checksum_run, second)
+        checksums = checksum_run(first) + later.result()
+        everything.release()
+        self.check_unchanged()
+        for index, checksum in zip(self.ranges, checksums, strict=True):
+            if checksum != manifest.checksums[index]:
+                name = manifest.layout.slots[index].names[0]
+                raise _ShardProblem(self.path, f"fails its checksum at {name}: its bytes changed on disk")
+
+    def copy_into(self, manifest: SnapshotManifest, targets: Sequence[Sequence[torch.Tensor]]) -> None:
+        """Copy this shard's tensors from the mapping, checking the file is unchanged before and after."""
+        import warnings
+
+        self.check_unchanged()
+        if self.mapped is None:
+            return
+        with warnings.catch_warnings():  # the mapping is read-only, and is only read from
+            warnings.filterwarnings("ignore", "The given buffer is not writable")
+            data = torch.frombuffer(self.mapped, dtype=torch.uint8)
+        for index, (begin, end) in self.ranges.items():
+            slot = manifest.layout.slots[index]
+            if slot.numel:
+                source = _typed(data, begin, end, slot)
+                for target in targets[index]:
+                    target.copy_(source)
+                del source
+        del data
+        self.check_unchanged()
 
 
 def _halves(ranges: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -365,46 +569,18 @@ def _typed(data: torch.Tensor, begin: int, end: int, slot: TensorSlot) -> torch.
     return raw.view(slot.dtype).view(slot.shape)
 
 
-class _MappedShard:
-    """A shard mapped read-only into memory, with its tensors' byte ranges."""
+def partially_restored(source: str, reason: str) -> SnapshotPartiallyRestoredError:
+    """The error for a restore that failed after its first write into the model."""
+    return SnapshotPartiallyRestoredError(
+        f"restoring {source} failed after writing into the model had begun ({reason}), so the model is "
+        "partially restored: restore again from a good snapshot"
+    )
 
-    def __init__(self, shard: _ShardData) -> None:
-        with shard.path.open("rb") as file:
-            if os.fstat(file.fileno()).st_size != shard.size:
-                raise _corrupt(shard.path, "changed size while it was being read")
-            self.mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-        if hasattr(self.mapped, "madvise"):  # not on Windows
-            self.mapped.madvise(mmap.MADV_WILLNEED)  # read ahead: the whole shard is needed now
-        self.shard = shard
-        self.ranges = {i: (shard.data_start + b, shard.data_start + e) for i, (b, e) in shard.offsets.items()}
 
-    def verify(self, manifest: SnapshotManifest, pool: ThreadPoolExecutor) -> None:
-        """Raise SnapshotCorruptError unless every tensor's CRC-32 matches the manifest."""
-        everything = memoryview(self.mapped)
-
-        def checksum_run(run: Sequence[tuple[int, int]]) -> list[int]:
-            return [crc32(everything[begin:end]) for begin, end in run]
-
-        # CRC-32 releases the GIL: two runs of about equal bytes, one on the pool's thread and one
-        # here (a future per tensor would cost more than checksumming a small tensor).
-        first, second = _halves(list(self.ranges.values()))
-        later = pool.submit(checksum_run, second)
-        checksums = checksum_run(first) + later.result()
-        for index, checksum in zip(self.ranges, checksums, strict=True):
-            if checksum != manifest.checksums[index]:
-                name = manifest.layout.slots[index].names[0]
-                raise _corrupt(self.shard.path, f"fails its checksum at {name}: its bytes changed on disk")
-
-    def copy_into(self, manifest: SnapshotManifest, targets: Sequence[Sequence[torch.Tensor]]) -> None:
-        with warnings.catch_warnings():  # the mapping is read-only, and is only read from
-            warnings.filterwarnings("ignore", "The given buffer is not writable")
-            data = torch.frombuffer(self.mapped, dtype=torch.uint8)
-        for index, (begin, end) in self.ranges.items():
-            slot = manifest.layout.slots[index]
-            if slot.numel:
-                source = _typed(data, begin, end, slot)
-                for target in targets[index]:
-                    target.copy_(source)
+def note_partial_restore(interrupt: BaseException) -> None:
+    """Add to an interrupt (Ctrl-C) raised while writing into the model that it is partly restored."""
+    if hasattr(interrupt, "add_note"):  # Python 3.11+
+        interrupt.add_note("the model is partially restored: restore again from a good snapshot")
 
 
 def restore_chunked_snapshot(
@@ -422,23 +598,44 @@ def restore_chunked_snapshot(
         was taken; the model is untouched.
     :raises SnapshotCorruptError: a file is missing, truncated or fails its checksum; the model is
         untouched.
+    :raises SnapshotPartiallyRestoredError: a shard changed or could not be read after writing into
+        the model began; the model is partly restored.
     """
     directory = Path(path)
     manifest = read_manifest(directory)
     plan = plan_restore(
         model, manifest.layout, extra_tensors, settings, source=f"the snapshot at {directory}"
     )
-    shards = [_check_shard(directory, manifest, shard) for shard in manifest.shards]
-    with torch.no_grad(), ThreadPoolExecutor(max_workers=1) as pool:
-        last: _MappedShard | None = None
-        for shard in shards:
-            last = _MappedShard(shard)
-            last.verify(manifest, pool)
-        plan.retie()
-        if last is not None:  # still mapped, and read last: copied first
-            last.copy_into(manifest, plan.targets)
-        for shard in shards[:-1]:
-            _MappedShard(shard).copy_into(manifest, plan.targets)
+    with contextlib.ExitStack() as held, torch.no_grad(), ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            shards = []
+            for record in manifest.shards:
+                shards.append(_OpenShard(directory, manifest, record))
+                held.callback(shards[-1].close)
+            for shard in shards:
+                shard.map()
+                shard.verify(manifest, pool)
+            # The shard verified last is the likeliest still in the page cache: copied first.
+            order = shards[-1:] + shards[:-1]
+            if order:
+                order[0].check_unchanged()
+        except _ShardProblem as problem:
+            raise _corrupt(problem.path, problem.what) from None
+        except OSError as error:
+            raise _corrupt(directory, f"cannot be read ({error.strerror or error})") from error
+        try:
+            plan.retie()
+            for shard in order:
+                shard.copy_into(manifest, plan.targets)
+        except _ShardProblem as problem:
+            raise partially_restored(f"the snapshot at {directory}", str(problem)) from None
+        except Exception as error:
+            raise partially_restored(
+                f"the snapshot at {directory}", f"{type(error).__name__}: {error}"
+            ) from error
+        except BaseException as interrupt:  # Ctrl-C: still an interrupt, but say what it left
+            note_partial_restore(interrupt)
+            raise
 
 
 # -- removing ------------------------------------------------------------------------------------

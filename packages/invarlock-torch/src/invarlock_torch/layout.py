@@ -8,11 +8,20 @@ A *live tensor* is the tensor that holds a name's values right now: the module's
 buffer, or, for a module whose weights accelerate offloaded to CPU memory, the tensor in the offload
 hook's weights map (the module itself then holds a meta placeholder). Weights offloaded to disk
 have no live tensor we may write into, so they are refused.
+
+Identity: two names are one tied tensor when their live tensors are the same view of the same
+memory (device, address, dtype, shape, strides). A ``DTensor`` (tensor parallelism) is represented
+by its local shard, whose memory is this rank's; its placements, mesh shape and this rank's mesh
+coordinate are recorded with the slot and must match at restore. Other wrapper tensor subclasses
+(their storage is not their data) are refused by name before anything is captured or written.
+Every capture checks that it holds as many distinct storages as the captured names' tensors have
+between them: a merge of two distinct tensors into one slot can never pass silently.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,8 +51,17 @@ class LiveTensor:
 
     kind: str
     tensor: torch.Tensor
+    """What is read and written: the tensor itself, or a DTensor's local shard."""
     module: torch.nn.Module | None = None
     attr: str = ""
+    registered: torch.Tensor | None = None
+    """The object in the module's registry when that is not ``tensor`` (a DTensor), for re-tying."""
+    placement: Mapping[str, Any] | None = None
+    """For a DTensor: placements, mesh shape, this rank's coordinate and the global shape."""
+
+    @property
+    def owner(self) -> torch.Tensor:
+        return self.registered if self.registered is not None else self.tensor
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,8 @@ class TensorSlot:
     dtype: torch.dtype
     device: str
     """Where the live tensor was when captured (informative: restore writes wherever it is now)."""
+    placement: Mapping[str, Any] | None = None
+    """For a DTensor's local shard (``shape`` is the shard's): see :attr:`LiveTensor.placement`."""
 
     @property
     def numel(self) -> int:
@@ -161,22 +181,68 @@ def _named_module_tensors(
                 yield prefix + attr, BUFFER, tensor, module, attr
 
 
+_OFFLOAD_ADVICE = (
+    "load the model with its weights in memory (a device_map without 'disk', or more max_memory for "
+    "'cpu'), or pass include= naming only modules held in memory"
+)
+
+
+def _subclass_name(tensor: torch.Tensor) -> str:
+    cls = type(tensor)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def is_dtensor(tensor: torch.Tensor) -> bool:
+    if "torch.distributed.tensor" not in sys.modules:  # no DTensor exists before it is imported
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
+def _is_wrapper_subclass(tensor: torch.Tensor) -> bool:
+    """A tensor subclass whose storage is not its data (torchao's quantized tensors, DTensor...)."""
+    if type(tensor) in (torch.Tensor, torch.nn.Parameter):
+        return False
+    from torch.utils._python_dispatch import is_traceable_wrapper_subclass
+
+    return bool(is_traceable_wrapper_subclass(tensor)) or not _has_real_storage(tensor)
+
+
+def _has_real_storage(tensor: torch.Tensor) -> bool:
+    try:
+        tensor.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):
+        return False
+    return True
+
+
+def _placement(tensor: torch.Tensor) -> dict[str, Any]:
+    mesh = tensor.device_mesh  # type: ignore[attr-defined]
+    return {
+        "placements": [str(p) for p in tensor.placements],  # type: ignore[attr-defined]
+        "mesh_shape": list(mesh.shape),
+        "coordinate": list(mesh.get_coordinate() or []),
+        "global_shape": list(tensor.shape),
+    }
+
+
 @dataclass
 class LiveModel:
-    """A model's tensors by name, and the names whose values are not in memory (with why)."""
+    """A model's tensors by name, and the names whose values we cannot read and write in place
+    (with why, and what to do)."""
 
     tensors: dict[str, LiveTensor]
-    unavailable: dict[str, str]
+    unavailable: dict[str, tuple[str, str]]
 
     def require(self, names: Iterable[str]) -> None:
         """Refuse when any of ``names`` has no values we can read and write in place."""
         for name in names:
-            where = self.unavailable.get(name)
-            if where is not None:
+            found = self.unavailable.get(name)
+            if found is not None:
+                where, advice = found
                 raise UnsupportedOperationError(
-                    f"{name} is {where}, so it cannot be snapshotted or restored in place; load the "
-                    "model with its weights in memory (a device_map without 'disk', or more max_memory "
-                    "for 'cpu'), or pass include= naming only modules held in memory"
+                    f"{name} is {where}, so it cannot be snapshotted or restored in place; {advice}"
                 )
 
 
@@ -185,6 +251,18 @@ def live_tensors(model: torch.nn.Module, extra_tensors: Mapping[str, torch.Tenso
     offloaded: dict[str, Mapping[str, Any]] = {}
     live = LiveModel({}, {})
     for name, kind, tensor, module, attr in _named_module_tensors(model, offloaded):
+        if is_dtensor(tensor):
+            with torch.no_grad():
+                local = tensor.to_local()  # type: ignore[attr-defined]
+            live.tensors[name] = LiveTensor(kind, local, module, attr, tensor, _placement(tensor))
+            continue
+        if _is_wrapper_subclass(tensor):
+            live.unavailable[name] = (
+                f"a {_subclass_name(tensor)}, a tensor subclass whose data the snapshot engine cannot read",
+                "snapshot the model before converting its weights to that tensor type, or pass include= "
+                "naming only modules with plain tensors",
+            )
+            continue
         if tensor.device.type != "meta":
             live.tensors[name] = LiveTensor(kind, tensor, module, attr)
             continue
@@ -192,15 +270,17 @@ def live_tensors(model: torch.nn.Module, extra_tensors: Mapping[str, torch.Tenso
         if value is not None:
             live.tensors[name] = LiveTensor(kind, value)
         elif under_hook:
-            live.unavailable[name] = "offloaded to disk by accelerate"
+            live.unavailable[name] = ("offloaded to disk by accelerate", _OFFLOAD_ADVICE)
         else:
-            live.unavailable[name] = "on the meta device, without values"
+            live.unavailable[name] = ("on the meta device, without values", _OFFLOAD_ADVICE)
     for name, tensor in (extra_tensors or {}).items():
         if name in live.tensors or name in live.unavailable:
             raise ValueError(f"extra tensor name {name!r} is also a parameter or buffer name; rename it")
         if not isinstance(tensor, torch.Tensor) or tensor.device.type == "meta":
             kind = type(tensor).__name__
             raise ValueError(f"extra tensor {name!r} must be a tensor with values, not a {kind}")
+        if is_dtensor(tensor) or _is_wrapper_subclass(tensor):
+            raise ValueError(f"extra tensor {name!r} is a {_subclass_name(tensor)}; pass plain tensors")
         live.tensors[name] = LiveTensor(EXTRA, tensor)
     return live
 
@@ -220,9 +300,30 @@ def _offloaded_value(
 
 def _storage_key(tensor: torch.Tensor) -> tuple[Any, ...]:
     # Tensors that are the same object or the same view of the same memory are one tied tensor.
+    # Only plain tensors get here (live_tensors turns DTensors into their shards, refuses others).
     if tensor.numel() == 0:
         return ("object", id(tensor))
     return (tensor.device, tensor.data_ptr(), tensor.dtype, tensor.shape, tensor.stride())
+
+
+def storage_identity(tensor: torch.Tensor) -> tuple[Any, ...]:
+    """The memory block behind a plain tensor (views of one block share it)."""
+    storage = tensor.untyped_storage()
+    if storage.nbytes() == 0:
+        return ("empty", id(tensor))
+    return (str(tensor.device), storage.data_ptr())
+
+
+def _check_storage_count(members: Iterable[LiveTensor], sources: Sequence[torch.Tensor]) -> None:
+    """The captured tensors must cover exactly the distinct storages of the captured names."""
+    held = {storage_identity(entry.tensor) for entry in members}
+    captured = {storage_identity(source) for source in sources}
+    if held != captured:
+        raise UnsupportedOperationError(
+            f"the snapshot would hold {len(captured)} distinct storages where the captured tensors have "
+            f"{len(held)}, so it could not restore them exactly; nothing was captured: report this model's "
+            "tensor types to invarlock-torch"
+        )
 
 
 # -- capturing -----------------------------------------------------------------------------------
@@ -260,6 +361,7 @@ def capture_layout(
 
     slots: list[TensorSlot] = []
     sources: list[torch.Tensor] = []
+    captured_members: list[LiveTensor] = []
     matched: set[str] = set()
     for members in groups.values():
         names = tuple(name for name, _ in members)
@@ -276,15 +378,18 @@ def capture_layout(
                 shape=tuple(tensor.shape),
                 dtype=tensor.dtype,
                 device=str(tensor.device),
+                placement=members[0][1].placement,
             )
         )
         sources.append(tensor)
+        captured_members.extend(entry for _, entry in members)
     if prefixes is not None and len(matched) < len(set(prefixes)):
         unknown = ", ".join(repr(p) for p in prefixes if p not in matched)
         raise SnapshotMismatchError(
             f"include names {unknown}, which matches no parameter, buffer or extra tensor of this "
             "model; use module or tensor names from model.named_parameters() or model.named_modules()"
         )
+    _check_storage_count(captured_members, sources)
     recorded = _json_settings(settings)
     if prefixes is not None:
         recorded = {name: value for name, value in recorded.items() if _matches(name, prefixes)}
@@ -308,7 +413,26 @@ def _slot_problems(slot: TensorSlot, live: Mapping[str, LiveTensor]) -> list[str
             problems.append(f"{name} has shape {shape} in the model, {slot.shape} in the snapshot")
         elif entry.tensor.dtype != slot.dtype:
             problems.append(f"{name} is {entry.tensor.dtype} in the model, {slot.dtype} in the snapshot")
+        elif _json_placement(entry.placement) != _json_placement(slot.placement):
+            problems.append(
+                f"{name} is {_placement_text(entry.placement)} in the model, "
+                f"{_placement_text(slot.placement)} in the snapshot"
+            )
     return problems
+
+
+def _json_placement(placement: Mapping[str, Any] | None) -> Any:
+    return None if placement is None else json.loads(json.dumps(dict(placement)))
+
+
+def _placement_text(placement: Mapping[str, Any] | None) -> str:
+    if placement is None:
+        return "a whole tensor (not sharded)"
+    placements = ", ".join(placement.get("placements", []))
+    return (
+        f"sharded {placements} on a mesh of shape {tuple(placement.get('mesh_shape', []))} at "
+        f"coordinate {tuple(placement.get('coordinate', []))}"
+    )
 
 
 def _settings_problems(recorded: Settings, current: Settings, complete: bool) -> list[str]:
@@ -390,7 +514,7 @@ def _plan_targets(layout: SnapshotLayout, live: Mapping[str, LiveTensor], plan: 
                 continue  # still tied
             if alias.module is not None and first.module is not None and alias.kind == first.kind:
                 registry = "_parameters" if alias.kind == PARAMETER else "_buffers"
-                plan.reties.append((alias.module, registry, alias.attr, first.tensor))
+                plan.reties.append((alias.module, registry, alias.attr, first.owner))
             else:
                 targets.append(alias.tensor)  # cannot re-tie by assignment: restore its values
         for target in targets:

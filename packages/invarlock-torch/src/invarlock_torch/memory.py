@@ -81,17 +81,50 @@ def restore_snapshot(
 
     :param extra_tensors: the live extra tensors to restore into; the same names as at snapshot time.
     :param settings: the model's settings now, by module name, as passed at snapshot time.
-    :raises SnapshotMismatchError: the snapshot is not of this model, or a setting changed since it
-        was taken; the model is untouched.
+    :raises SnapshotMismatchError: the snapshot is not of this model, a setting changed since it
+        was taken, or the snapshot's own tensors were replaced or resized; the model is untouched.
+    :raises SnapshotPartiallyRestoredError: a copy failed after writing into the model began.
     """
     if not isinstance(snapshot, ModelSnapshot):
         raise SnapshotMismatchError(
             f"expected a snapshot taken by invarlock-torch, got a {type(snapshot).__name__}; pass the "
             "object that snapshot() returned"
         )
+    _check_held_tensors(snapshot)
     plan = plan_restore(model, snapshot.layout, extra_tensors, settings)
-    plan.retie()
-    with torch.no_grad():
-        for targets, copy in zip(plan.targets, snapshot.tensors, strict=True):
-            for target in targets:
-                target.copy_(copy)
+    from invarlock_torch.chunked import note_partial_restore, partially_restored
+
+    try:
+        plan.retie()
+        with torch.no_grad():
+            for targets, copy in zip(plan.targets, snapshot.tensors, strict=True):
+                for target in targets:
+                    target.copy_(copy)
+    except Exception as error:
+        raise partially_restored("the snapshot", f"{type(error).__name__}: {error}") from error
+    except BaseException as interrupt:
+        note_partial_restore(interrupt)
+        raise
+
+
+def _check_held_tensors(snapshot: ModelSnapshot) -> None:
+    """Refuse a snapshot whose held copies no longer match its layout (replaced or resized since)."""
+    slots, tensors = snapshot.layout.slots, snapshot.tensors
+    problems = (
+        [] if len(tensors) == len(slots) else [f"it holds {len(tensors)} tensors for {len(slots)} slots"]
+    )
+    for slot, held in zip(slots, tensors, strict=False):
+        name = slot.names[0]
+        if not isinstance(held, torch.Tensor):
+            problems.append(f"{name} is held as a {type(held).__name__}, not a tensor")
+        elif tuple(held.shape) != slot.shape or held.dtype != slot.dtype:
+            problems.append(
+                f"{name} is held as {held.dtype} {tuple(held.shape)}, recorded as {slot.dtype} {slot.shape}"
+            )
+        elif held.device.type == "meta":
+            problems.append(f"{name} is held on the meta device, without values")
+    if problems:
+        raise SnapshotMismatchError(
+            f"the snapshot's own tensors were changed since it was taken ({'; '.join(problems[:3])}), "
+            "so nothing was restored and the model is untouched; take a new snapshot"
+        )

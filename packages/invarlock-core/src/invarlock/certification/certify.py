@@ -28,7 +28,7 @@ from invarlock.certification.evaluation.gate import GatePolicy
 from invarlock.certification.evaluation.windows import token_stream
 from invarlock.certification.progress import Progress
 from invarlock.certification.weights import WeightProof, weights_check
-from invarlock.errors import InvarlockError
+from invarlock.errors import InvarlockError, RoleMismatchError
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def certify(
     model = sides.load_model(subj_adapter, subject_id, "subject", options.device, options.load_options)
     subj_description = subj_adapter.adapter.describe(model)
     if subj_description["role"] != role:
-        raise InvarlockError(
+        raise RoleMismatchError(
             f"the subject is a {subj_description['role']} model but the baseline is {role}; "
             "certify compares two models of one role"
         )

@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 from invarlock.errors import (
+    CheckpointNotADirectoryError,
     DeviceUnavailableError,
     InvalidArgumentError,
     ModelNotFoundError,
-    OutputNotWritableError,
+    OutputWriteError,
 )
 from invarlock.network import check_model_path, network_allowed
 
@@ -26,7 +27,7 @@ def check_output_directory(directory: str | Path, flag: str = "--out") -> None:
     """The results can be written there: a directory we may write, or one we may create."""
     path = Path(directory).expanduser()
     if path.exists() and not path.is_dir():
-        raise OutputNotWritableError(
+        raise OutputWriteError(
             f"{flag} {directory} is an existing file, not a directory; pass a directory for the results"
         )
     existing = path
@@ -35,12 +36,12 @@ def check_output_directory(directory: str | Path, flag: str = "--out") -> None:
             break
         existing = existing.parent
     if not existing.is_dir():
-        raise OutputNotWritableError(
+        raise OutputWriteError(
             f"{flag} {directory} cannot be created: {existing} is a file; pass another directory"
         )
     if not os.access(existing, os.W_OK | os.X_OK):
         what = "is not writable" if existing == path else f"cannot be created: {existing} is not writable"
-        raise OutputNotWritableError(f"{flag} {directory} {what}; pass a directory you can write to")
+        raise OutputWriteError(f"{flag} {directory} {what}; pass a directory you can write to")
 
 
 def check_device(device: str, flag: str = "--device") -> None:
@@ -84,7 +85,7 @@ def check_model_location(
     if path.is_dir():
         return
     if path.is_file():
-        raise ModelNotFoundError(
+        raise CheckpointNotADirectoryError(
             f"{side} {model_id} is a file, not a checkpoint directory; pass the directory that holds it"
         )
     check_model_path(model_id, side)  # a path-shaped id that does not exist

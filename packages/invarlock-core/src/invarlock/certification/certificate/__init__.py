@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from invarlock.errors import OutputNotWritableError
+from invarlock.errors import OutputWriteError
 
 CERTIFICATE_SCHEMA = "invarlock.certificate/v1"
 REPORT_SCHEMA = "invarlock.report/v1"
@@ -40,7 +40,7 @@ def write_files_atomically(directory: Path, contents: Mapping[str, str]) -> dict
         for temp, final in staged.items():
             os.replace(temp, final)
     except OSError as exc:
-        raise OutputNotWritableError(
+        raise OutputWriteError(
             f"cannot write into {directory} ({exc.strerror or exc}); choose another --out"
         ) from exc
     finally:

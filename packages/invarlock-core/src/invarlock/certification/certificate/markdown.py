@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +19,18 @@ from invarlock.certification.certificate.text import (
 
 
 def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Text shown as is: HTML (which Markdown renderers pass through) and table pipes escaped."""
+    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
+
+
+def _code(text: Any) -> str:
+    """A code span that holds ``text`` verbatim, whatever backticks it contains (CommonMark: the
+    fence is one backtick longer than the longest run inside); HTML in a code span is never
+    interpreted."""
+    value = " ".join(str(text).split())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", value)), default=0) + 1)
+    pad = " " if value.startswith("`") or value.endswith("`") else ""
+    return f"{fence}{pad}{value}{pad}{fence}"
 
 
 def render_markdown(certificate: Mapping[str, Any]) -> str:
@@ -27,8 +40,8 @@ def render_markdown(certificate: Mapping[str, Any]) -> str:
     lines = [
         f"# InvarLock certificate: {mark} {certificate['verdict']}",
         "",
-        f"- **Baseline:** `{certificate['baseline']['model_id']}`",
-        f"- **Subject:** `{certificate['subject']['model_id']}`",
+        f"- **Baseline:** {_code(certificate['baseline']['model_id'])}",
+        f"- **Subject:** {_code(certificate['subject']['model_id'])}",
         f"- **Perplexity ratio (subject / baseline):** {ratio_line(stats)}",
         f"- **Gate:** {gate['rule']} → {'passed' if gate['passed'] else 'failed'}",
         f"- **Certificate id:** `{certificate['certificate_id']}` · created {certificate['created']}",
@@ -48,7 +61,7 @@ def render_markdown(certificate: Mapping[str, Any]) -> str:
         f"{_cell(adapter_line(certificate['subject']))} |",
         "",
         f"{stats['windows']} windows of {windows['window_tokens']} tokens ({stats['tokens']} scored tokens) "
-        f"from `{dataset['source']}`{' split ' + dataset['split'] if dataset['split'] else ''}, "
+        f"from {_code(dataset['source'])}{' split ' + _cell(dataset['split']) if dataset['split'] else ''}, "
         f"seed {windows['seed']}; "
         f"{stats['method']} with {stats['bootstrap']} resamples. Mean Δ log-loss "
         f"{number(stats['mean_delta_log_loss'], 5)} nats/token.",
@@ -90,7 +103,7 @@ def render_markdown(certificate: Mapping[str, Any]) -> str:
         "",
         "## Environment",
         "",
-        *[f"- {key}: {value}" for key, value in certificate["environment"].items()],
+        *[f"- {key}: {_cell(value)}" for key, value in certificate["environment"].items()],
         "",
         "## Adapters installed",
         "",

@@ -20,7 +20,7 @@ from typing import Any
 
 from invarlock.certification.evaluation.stats import WindowScore
 from invarlock.certification.evaluation.windows import Window
-from invarlock.errors import DatasetError, InvarlockError
+from invarlock.errors import AdapterContractError, DatasetError
 
 DEFAULT_BATCH_SIZE = 8
 """Windows per forward pass (``--batch-size``, ``eval.batch_size``)."""
@@ -108,7 +108,7 @@ class Framing:
 def framing_for(role: str, tokenizer: Any, model: Any, seed: int) -> Framing:
     """The framing for ``role`` using the tokenizer's special tokens."""
     if role not in METRIC_BY_ROLE:
-        raise InvarlockError(
+        raise AdapterContractError(
             f"cannot evaluate a model with role {role!r}; roles are causal, masked_lm, seq2seq"
         )
     if role == "causal":
@@ -151,7 +151,7 @@ def score_windows(
         inputs, labels = framing.batch(chunk)
         logits = adapter.logits(model, inputs)
         if logits.shape[:2] != labels.shape:
-            raise InvarlockError(
+            raise AdapterContractError(
                 f"adapter {adapter.name} returned logits of shape {tuple(logits.shape)} for inputs of shape "
                 f"{tuple(labels.shape)}; its invarlock_logits hook must return (batch, seq, vocab)"
             )

@@ -1,8 +1,9 @@
 """Tiny GPTQ and AWQ checkpoints made by the real quantizer (gptqmodel, on CPU), for tests.
 
-Used by this package's tests and invarlock-awq's: a tiny random model of a real architecture is
-saved with :mod:`invarlock_hf.testing`, then quantized by ``GPTQModel.quantize`` on a few random
-calibration sequences and saved with gptqmodel's own ``save`` (GPTQ format ``gptq`` is v1).
+Used by invarlock-gptq's and invarlock-awq's tests and the GPTQ/AWQ benchmark: a tiny random
+model of a real architecture is saved with :mod:`invarlock_hf.testing`, then quantized by
+``GPTQModel.quantize`` on a few random calibration sequences and saved with gptqmodel's own
+``save`` (GPTQ format ``gptq`` is v1).
 Quantizing one tiny model takes a few seconds once gptqmodel is imported; the first quantization
 on a machine also JIT-builds gptqmodel's CPU packing extension (about 30 s, cached under
 ``GPTQMODEL_TORCH_EXTENSIONS_DIR``). On a 2-core machine set ``GPTQMODEL_CPU_WORKERS=2``.
@@ -15,6 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pytest
+
+__all__ = [
+    "LLAMA_LINEARS",
+    "QUANTIZATIONS",
+    "TINY_SIZES",
+    "batch",
+    "calibration_samples",
+    "copy_with_quantization_config",
+    "legacy_only_readiness",
+    "quantize_checkpoint",
+    "relative_error",
+    "save_base_checkpoint",
+]
 
 TINY_SIZES: dict[str, dict[str, Any]] = {
     # gptqmodel's AWQ clip search needs every Linear's output width to be a multiple of 64.

@@ -14,7 +14,7 @@ from typing import Any
 
 from invarlock.errors import ModelLoadError
 from invarlock.network import hub_offline_unless_allowed
-from invarlock_gptq.family import PackedFamily
+from invarlock_packed.family import PackedFamily
 
 # Options of from_pretrained that also locate config.json.
 _LOCATING_OPTIONS = ("revision", "cache_dir", "token", "subfolder", "local_files_only")

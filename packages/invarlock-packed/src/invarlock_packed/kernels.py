@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from invarlock_gptq.family import PackedFamily
 from invarlock_hf.models import is_transformers_model
+from invarlock_packed.family import PackedFamily
 
 # Methods gptqmodel kernels provide to drop what they computed from their packed buffers:
 # TorchLinear's dequantized-weight cache (keyed on dtype) and its streaming decode of qzeros (keyed on

@@ -12,8 +12,8 @@ import warnings
 from typing import Any
 
 from invarlock.errors import ModelLoadError
-from invarlock_gptq.checkpoint import check_packed_tensors, read_checkpoint_config
-from invarlock_gptq.family import PackedFamily
+from invarlock_packed.checkpoint import check_packed_tensors, read_checkpoint_config
+from invarlock_packed.family import PackedFamily
 
 AUTO_CLASS = "AutoModelForCausalLM"
 

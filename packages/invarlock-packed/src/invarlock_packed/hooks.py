@@ -14,7 +14,9 @@ from typing import Any
 
 from invarlock import hookimpl
 from invarlock.types import AdapterSpec
-from invarlock_gptq.family import PackedFamily
+from invarlock_packed.family import PackedFamily
+
+__all__ = ["PackedFamilyHooks"]
 
 
 class PackedFamilyHooks:
@@ -31,7 +33,7 @@ class PackedFamilyHooks:
     ) -> Any | None:
         if adapter != self.family.adapter:
             return None
-        from invarlock_gptq.loading import load_packed_model
+        from invarlock_packed.loading import load_packed_model
 
         return load_packed_model(self.family, model_id, device, options)
 
@@ -47,7 +49,7 @@ class PackedFamilyHooks:
     def invarlock_describe(self, model: Any) -> Generator[None, dict[str, Any] | None, dict[str, Any] | None]:
         description = yield
         if description is not None:
-            from invarlock_gptq.kernels import complete_description
+            from invarlock_packed.kernels import complete_description
 
             complete_description(self.family, model, description)
         return description
@@ -56,7 +58,7 @@ class PackedFamilyHooks:
     def invarlock_restore(self, model: Any, snapshot: Any) -> Generator[None, bool | None, bool | None]:
         restored = yield
         if restored:
-            from invarlock_gptq.kernels import after_restore
+            from invarlock_packed.kernels import after_restore
 
             after_restore(self.family, model)
         return restored
@@ -65,7 +67,7 @@ class PackedFamilyHooks:
     def invarlock_restore_chunked(self, model: Any, path: Path) -> Generator[None, bool | None, bool | None]:
         restored = yield
         if restored:
-            from invarlock_gptq.kernels import after_restore
+            from invarlock_packed.kernels import after_restore
 
             after_restore(self.family, model)
         return restored
