@@ -168,7 +168,10 @@ def test_paths_that_are_not_checkpoint_directories_are_refused_as_such(
     (tmp_path / "weights.safetensors").write_bytes(b"x")
     out = tmp_path / "out"
     for subject, message in (
-        ("subjects/rtn8", "[model_not_found]: subject subjects/rtn8 is not a directory here, nor a hub id in"),
+        (
+            "subjects/rtn8",
+            "[model_not_found]: subject subjects/rtn8 is not a directory here, nor a hub id in",
+        ),
         ("weights.safetensors", "[checkpoint_not_a_directory]: subject weights.safetensors is a file, not a"),
         ("./missing", "[model_not_found]: subject path ./missing does not exist"),
     ):
