@@ -140,9 +140,6 @@ def run(
     settings, policy = window_settings(config), gate_policy(config)
     settings.require_enough_windows(policy, flag="dataset.windows", allow=ALLOW_KEY)
     preflight.check_device(config["model"]["device"], flag="model.device")
-    preflight.check_model_location(
-        model_id, "model", load_options.get("revision"), load_options.get("cache_dir")
-    )
     chosen = sides.choose_adapter(
         model_id, config["model"]["adapter"], flag="model.adapter", load_options=load_options
     )
@@ -153,6 +150,9 @@ def run(
             f"edit {edit_name} changes weights, but adapter {chosen.name} is inference-only (its models "
             "cannot be edited, snapshotted or restored); use edit noop, or a PyTorch adapter (hf_causal)"
         )
+    preflight.check_model_location(
+        model_id, "model", load_options.get("revision"), load_options.get("cache_dir")
+    )
     spec, split = cfg.dataset_spec(config)
     corpus = load_corpus(spec, split=split, text_field=dataset["text_field"])
 
