@@ -15,7 +15,7 @@ import nox
 ROOT = Path(__file__).parent
 PACKAGES = ROOT / "packages"
 CONSTRAINTS = ("-c", str(ROOT / "constraints" / "test.txt"))
-DISTRIBUTIONS = ("core", "torch", "hf", "onnx", "bnb", "packed", "awq", "gptq")
+DISTRIBUTIONS = ("core", "torch", "hf", "onnx", "bnb", "packed", "awq", "gptq", "peft", "compressed", "gguf")
 
 nox.options.default_venv_backend = "venv"  # pip sees the local torch wheel; uv does not
 nox.options.error_on_missing_interpreters = True
@@ -120,6 +120,54 @@ def awq(session: nox.Session) -> None:
         package("awq", "test"),
     )
     pytest(session, "packages/invarlock-awq/tests")
+
+
+@nox.session
+def peft(session: nox.Session) -> None:
+    """invarlock-peft on transformers 5, with invarlock-bnb for the QLoRA (4-bit base) tests."""
+    install(
+        session,
+        package("core", "testing"),
+        package("torch"),
+        package("hf"),
+        package("bnb"),
+        package("peft", "test"),
+        "transformers>=5,<6",
+    )
+    pytest(session, "packages/invarlock-peft/tests")
+
+
+@nox.session
+def compressed(session: nox.Session) -> None:
+    """invarlock-compressed: compressed-tensors 0.20 needs transformers 5; fixtures made on the CPU."""
+    install(
+        session,
+        package("core", "testing"),
+        package("torch"),
+        package("hf"),
+        package("compressed", "test"),
+        "transformers>=5,<6",
+    )
+    pytest(session, "packages/invarlock-compressed/tests")
+
+
+@nox.session
+def gguf(session: nox.Session) -> None:
+    """invarlock-gguf: GGUF files written in the session, scored by llama.cpp.
+
+    llama-cpp-python is an sdist: the first run compiles llama.cpp from the package index (CPU
+    build, about 9 minutes on 2 cores). pip keeps the wheel it built in its cache, so later runs
+    (and fresh session venvs on the same machine) install it in seconds.
+    """
+    install(
+        session,
+        package("core", "testing"),
+        package("torch"),
+        package("hf"),
+        package("gguf", "test"),
+        "transformers>=5,<6",
+    )
+    pytest(session, "packages/invarlock-gguf/tests")
 
 
 @nox.session

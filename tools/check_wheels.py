@@ -2,7 +2,7 @@
 
 Usage: python tools/check_wheels.py DIST_DIR
 
-- invarlock-core alone: `invarlock plugins adapters --json` lists the eight first-party adapters,
+- invarlock-core alone: `invarlock plugins adapters --json` lists every first-party adapter of the catalogue,
   none installed, each with its pip command (or unsupported on this platform).
 - Each adapter wheel, installed with --no-deps next to the core wheel (and the sibling invarlock-*
   wheels it requires), plus core's own light requirements (pluggy, packaging...) but no torch or
@@ -37,7 +37,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 CORE = "invarlock-core"
 META = "invarlock"
-META_EXTRAS = ("adapters", "hf", "onnx", "gpu", "awq", "gptq")
+META_EXTRAS = ("adapters", "hf", "onnx", "gpu", "awq", "gptq", "peft", "compressed", "gguf")
 LIBRARIES = frozenset({"invarlock-torch", "invarlock-packed"})
 """Library distributions: shared engines other distributions depend on, with no plugin of their own."""
 
@@ -160,8 +160,19 @@ class Checker:
         python = self.venv("core", [self.wheels[CORE]])
         listing = self.invarlock_json(python, "plugins", "adapters")
         items = listing["adapters"]
-        if len(items) != 8 or any(item["origin"] != "first-party" for item in items):
-            self.fail(CORE, f"expected the eight first-party adapters, got {[i['name'] for i in items]}")
+        # The catalogue is the one list of first-party adapters; read it from the installed core.
+        catalogue = subprocess.run(
+            [str(python), "-c", "from invarlock.catalogue import FIRST_PARTY; print(len(FIRST_PARTY))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        expected_count = int(catalogue.stdout)
+        if len(items) != expected_count or any(item["origin"] != "first-party" for item in items):
+            self.fail(
+                CORE,
+                f"expected the {expected_count} first-party adapters, got {[i['name'] for i in items]}",
+            )
         for item in items:
             expected = f"pip install {item['distribution']}"
             if item["status"] == "needs_extra" and item["install"] == expected:

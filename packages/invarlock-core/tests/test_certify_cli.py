@@ -165,14 +165,12 @@ def test_paths_that_are_not_checkpoint_directories_are_refused_as_such(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("INVARLOCK_ALLOW_NETWORK", raising=False)
     (tmp_path / "base").mkdir()
-    (tmp_path / "weights.safetensors").write_bytes(b"x")
     out = tmp_path / "out"
     for subject, message in (
         (
             "subjects/rtn8",
             "[model_not_found]: subject subjects/rtn8 is not a directory here, nor a hub id in",
         ),
-        ("weights.safetensors", "[checkpoint_not_a_directory]: subject weights.safetensors is a file, not a"),
         ("./missing", "[model_not_found]: subject path ./missing does not exist"),
     ):
         assert main(["certify", "--baseline", "base", "--subject", subject, "--out", str(out)]) == 2

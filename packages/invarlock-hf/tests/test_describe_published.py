@@ -36,7 +36,12 @@ FULL, SLIDING, CHUNKED, LINEAR, MAMBA = (
 
 
 def moe(experts: int, top_k: int, width: int, shared: int | None = None) -> dict[str, Any]:
-    return {"num_experts": experts, "experts_per_token": top_k, "expert_mlp_dim": width, "shared_expert_mlp_dim": shared}
+    return {
+        "num_experts": experts,
+        "experts_per_token": top_k,
+        "expert_mlp_dim": width,
+        "shared_expert_mlp_dim": shared,
+    }
 
 
 # DeepSeek-V3: 61 layers, first_k_dense_replace 3 (dense 18432), then MoE: 256 routed experts of
@@ -207,7 +212,9 @@ def test_multimodal_wrappers_describe_the_language_tower(published: tuple[str, A
     assert description["role"] == "causal"
     assert description["model_class"].endswith("ForConditionalGeneration")
     assert description["language_model_type"] != description["model_type"]
-    assert {key: (tower["n_layer"], tower["hidden_size"]) for key, tower in description["towers"].items()} == towers
+    assert {
+        key: (tower["n_layer"], tower["hidden_size"]) for key, tower in description["towers"].items()
+    } == towers
     for key, tower in description["towers"].items():
         assert 0 < tower["n_params"] < description["n_params"], key
     assert "all towers" in description["n_params_scope"]

@@ -199,6 +199,40 @@ class SnapshotWriteError(InvarlockError):
     code = "snapshot_write_failed"
 
 
+# -- PEFT adapters (invarlock-peft) ----------------------------------------------------------------
+
+
+class PeftBaseNotFoundError(ModelLoadError):
+    """A PEFT adapter's base model cannot be found: not named, not a local path, or not available offline."""
+
+    code = "peft_base_not_found"
+
+
+class PeftBaseChangedError(SnapshotMismatchError):
+    """An adapter-only snapshot is restored over base weights that differ from those it was taken over."""
+
+    code = "peft_base_changed"
+
+
+# -- GGUF checkpoints (invarlock-gguf) ------------------------------------------------------------
+
+
+class AmbiguousCheckpointError(ModelLoadError):
+    """A directory holds several model files of one format (GGUF), so which one to load is not clear."""
+
+    code = "checkpoint_ambiguous"
+
+
+# -- scoring --------------------------------------------------------------------------------------
+
+
+class ScoringInputError(InvarlockError):
+    """An adapter cannot score the windows it was given (padding, a row longer than its context,
+    token ids outside its vocabulary)."""
+
+    code = "scoring_input_refused"
+
+
 # -- certify evidence and arguments (#14) ------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from invarlock import hookspec
+from invarlock.quantizers import QuantizationMethod
 from invarlock.types import AdapterSpec, Resolution
 
 # -------------------------------------------------------------------------
@@ -197,4 +198,20 @@ def invarlock_restore_chunked(model: Any, path: Path) -> bool | None:
     :raises invarlock.errors.SnapshotMismatchError: the snapshot is of another model.
     :raises invarlock.errors.UnsupportedOperationError: the model is this plugin's and its adapter
         declares ``SnapshotSupport.NO``.
+    """
+
+
+# -------------------------------------------------------------------------
+# Quantization methods (``invarlock plugins quantizers``)
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def invarlock_quantization_methods() -> Sequence[QuantizationMethod]:
+    """List the quantization methods a library this plugin knows registers, and their status here.
+
+    Results of all plugins are collected; for a method listed by several, the first plugin asked
+    answers. Must not load a model; the results are cached per installed environment.
+
+    :returns: one :class:`~invarlock.quantizers.QuantizationMethod` per method.
     """

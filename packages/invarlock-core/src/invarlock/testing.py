@@ -323,6 +323,26 @@ class AdapterConformance:
         readiness = check_backend(spec)
         assert readiness.status is Status.READY, readiness.reason
 
+    @covers("invarlock_quantization_methods")
+    def test_quantization_methods_are_well_formed(self) -> None:
+        """What this adapter's plugin adds to ``invarlock plugins quantizers``: typed rows, one per
+        method, each with a one-line reason, an install command where a backend is missing, and
+        only registered adapters named as owners."""
+        from invarlock.quantizers import QuantizationMethod, QuantizerStatus
+
+        manager = get_plugin_manager()
+        for impl in self._own_hookimpls("invarlock_quantization_methods"):
+            rows = list(impl.function())
+            methods = [getattr(row, "method", None) for row in rows]
+            assert len(methods) == len(set(methods)), f"{impl.plugin_name} lists a method twice"
+            for row in rows:
+                assert isinstance(row, QuantizationMethod) and isinstance(row.status, QuantizerStatus), row
+                assert row.reason.strip() and "\n" not in row.reason, f"{row.method}: reason is not one line"
+                if row.status is QuantizerStatus.NEEDS_EXTRA:
+                    assert row.install, f"{row.method} needs an extra but names no install command"
+                if row.adapter is not None:
+                    manager.adapter_spec(row.adapter)  # raises for an adapter nobody registers
+
     # -- resolution ------------------------------------------------------------------------------
 
     @covers("invarlock_resolve_adapter")

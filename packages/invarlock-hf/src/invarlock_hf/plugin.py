@@ -11,6 +11,7 @@ from typing import Any
 
 from invarlock import hookimpl
 from invarlock.adapters import Adapter
+from invarlock.quantizers import QuantizationMethod
 from invarlock.types import AdapterSpec, Resolution, Role
 from invarlock_hf.models import is_transformers_model
 
@@ -111,6 +112,13 @@ def invarlock_logits(model: Any, inputs: Mapping[str, Any]) -> Any | None:
     return logits(model, inputs)
 
 
+@hookimpl
+def invarlock_quantization_methods() -> list[QuantizationMethod]:
+    from invarlock_hf.quantizers import quantization_methods
+
+    return quantization_methods()
+
+
 __all__ = [
     "HF_Auto_Adapter",
     "HF_Causal_Adapter",
@@ -120,6 +128,7 @@ __all__ = [
     "invarlock_load_model",
     "invarlock_load_tokenizer",
     "invarlock_logits",
+    "invarlock_quantization_methods",
     "invarlock_register_adapters",
     "invarlock_resolve_adapter",
     "invarlock_restore",

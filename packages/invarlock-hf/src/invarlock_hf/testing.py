@@ -603,13 +603,18 @@ def structure_contradictions(model: Any, description: dict[str, Any]) -> list[st
     if problems:
         return problems
     distinct = {id(p): p for p in model.parameters()}
-    if description["n_params"] != sum(p.numel() for p in distinct.values()) and description["quantization"] is None:
+    if (
+        description["n_params"] != sum(p.numel() for p in distinct.values())
+        and description["quantization"] is None
+    ):
         problems.append("n_params is not the number of distinct parameters")
     unverified = {entry["field"] for entry in description.get("unresolved", []) if entry["layers"] is None}
     if "n_layer" in unverified:
         return problems  # no blocks in the modules: nothing per layer to check against
     # Which lists are the language model's comes from describe's own locator; what is in them does not.
-    blocks = [module for _, modules in text_stacks(block_stacks(model), description["role"]) for module in modules]
+    blocks = [
+        module for _, modules in text_stacks(block_stacks(model), description["role"]) for module in modules
+    ]
     if len(blocks) != description["n_layer"] and description["model_type"] != "albert":
         problems.append(f"n_layer {description['n_layer']} but the modules hold {len(blocks)} blocks")
         return problems
@@ -634,7 +639,11 @@ def structure_contradictions(model: Any, description: dict[str, Any]) -> list[st
         if kind in ("mamba", "ssm") and not any(n.endswith("A_log") for n, _ in block.named_parameters()):
             problems.append(f"layer {index}: {kind} but the block has no state-space parameters")
     hidden = description["hidden_size"]
-    if hidden and blocks and not any(hidden in {int(d) for p in b.parameters() for d in p.shape} for b in blocks[:1]):
+    if (
+        hidden
+        and blocks
+        and not any(hidden in {int(d) for p in b.parameters() for d in p.shape} for b in blocks[:1])
+    ):
         problems.append(f"hidden_size {hidden} is no dimension of the first block's weights")
     try:
         output = model.get_output_embeddings()

@@ -42,6 +42,8 @@ class CertifyOptions:
     windows: WindowSettings = field(default_factory=WindowSettings)
     device: str = "auto"
     load_options: dict[str, Any] = field(default_factory=dict)
+    subject_load_options: dict[str, Any] = field(default_factory=dict)
+    """Load options for the subject only, over ``load_options`` (``base``, ``merge`` for a PEFT subject)."""
     policy: GatePolicy = field(default_factory=GatePolicy)
 
 
@@ -59,16 +61,21 @@ def certify(
     started = time.monotonic()
     options.windows.require_enough_windows(options.policy)
     preflight.check_device(options.device)
-    revision, cache_dir = options.load_options.get("revision"), options.load_options.get("cache_dir")
-    preflight.check_model_location(baseline_id, "baseline", revision, cache_dir)
-    preflight.check_model_location(subject_id, "subject", revision, cache_dir)
+    subject_load_options = {**options.load_options, **options.subject_load_options}
+    for model_id, side, side_options in (
+        (baseline_id, "baseline", options.load_options),
+        (subject_id, "subject", subject_load_options),
+    ):
+        preflight.check_model_location(
+            model_id, side, side_options.get("revision"), side_options.get("cache_dir")
+        )
     subject_requested = options.subject_adapter or options.adapter
     subject_flag = "--subject-adapter" if options.subject_adapter else "--adapter"
     base_adapter = sides.choose_adapter(
         baseline_id, options.adapter, flag="--adapter", load_options=options.load_options
     )
     subj_adapter = sides.choose_adapter(
-        subject_id, subject_requested, flag=subject_flag, load_options=options.load_options
+        subject_id, subject_requested, flag=subject_flag, load_options=subject_load_options
     )
     corpus = load_corpus(options.dataset, split=options.split, text_field=options.text_field)
 
@@ -76,12 +83,14 @@ def certify(
     tokenizer = sides.load_tokenizer(base_adapter, baseline_id, "baseline", options.load_options)
     base_fp = tokenizers.fingerprint(tokenizer)
     subject_note = None
+    appended: list[str] = []
     try:
-        subj_tokenizer = sides.load_tokenizer(subj_adapter, subject_id, "subject", options.load_options)
+        subj_tokenizer = sides.load_tokenizer(subj_adapter, subject_id, "subject", subject_load_options)
     except InvarlockError as exc:
         subject_note = f"the subject has no loadable tokenizer ({exc}); it was scored with the baseline's"
     else:
-        tokenizers.compare(base_fp, tokenizers.fingerprint(subj_tokenizer))
+        appended = tokenizers.appended_tokens(tokenizer, subj_tokenizer)
+        tokenizers.compare(base_fp, tokenizers.fingerprint(subj_tokenizer), appended=bool(appended))
     stream = token_stream(tokenizer, corpus)
 
     progress.step(f"loading baseline with {base_adapter.name}")
@@ -97,8 +106,10 @@ def certify(
     sides.free_memory()
 
     progress.step(f"loading subject with {subj_adapter.name}")
-    model = sides.load_model(subj_adapter, subject_id, "subject", options.device, options.load_options)
+    model = sides.load_model(subj_adapter, subject_id, "subject", options.device, subject_load_options)
     subj_description = subj_adapter.adapter.describe(model)
+    if appended:
+        tokenizers.check_declared(appended, subj_description)
     if subj_description["role"] != role:
         raise RoleMismatchError(
             f"the subject is a {subj_description['role']} model but the baseline is {role}; "
@@ -106,7 +117,7 @@ def certify(
         )
     subject = evaluation.score(subj_adapter.adapter, model, subj_description, progress, "scoring subject")
     progress.step("hashing the subject's files and proving its weights")
-    subj_content = read_side(subject_id, model, options.load_options)
+    subj_content = read_side(subject_id, model, subject_load_options)
     del model
     sides.free_memory()
     progress.finish()
@@ -134,7 +145,8 @@ def certify(
         "subject": _side(subject_id, subj_adapter, subj_description, subj_content),
         "load_options": {"device": options.device, **options.load_options},
         "invocation": invocation(baseline_id, subject_id, options, command),
-        "tokenizer": tokenizers.block(base_fp, subject_note),
+        **({"subject_load_options": options.subject_load_options} if options.subject_load_options else {}),
+        "tokenizer": tokenizers.block(base_fp, subject_note, appended),
         "dataset": {**corpus.info(), "windows": evaluation.windows.info()},
         "metric": evaluation.framing.describe(),
         "plugins": plugins_block(),

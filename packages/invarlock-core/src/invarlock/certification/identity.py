@@ -96,7 +96,7 @@ class Manifest:
     root: Path
     files: tuple[FileEntry, ...]
     source: str
-    """``directory`` or ``hub-cache``."""
+    """``directory``, ``file`` (a single-file checkpoint) or ``hub-cache``."""
     repo_id: str | None = None
     revision: str | None = None
     seconds: float = 0.0
@@ -145,6 +145,11 @@ class CheckpointLocation:
     source: str
     repo_id: str | None = None
     revision: str | None = None
+    single_file: str | None = None
+    """A checkpoint that is one file (a GGUF file): only it is hashed, not its directory."""
+
+    def files(self) -> list[str]:
+        return [self.single_file] if self.single_file else checkpoint_files(self.root)
 
 
 def locate(model_id: str, revision: str | None = None, cache_dir: str | None = None) -> CheckpointLocation:
@@ -153,7 +158,7 @@ def locate(model_id: str, revision: str | None = None, cache_dir: str | None = N
     if path.is_dir():
         return CheckpointLocation(path, "directory")
     if path.is_file():
-        return CheckpointLocation(path.parent, "directory")
+        return CheckpointLocation(path.parent, "file", single_file=path.name)
     try:
         from huggingface_hub import snapshot_download
     except ImportError as exc:
@@ -261,7 +266,7 @@ def read_checkpoint(
 ) -> Manifest:
     """Hash every file of the checkpoint, in parallel across files; see the module docstring."""
     started = time.perf_counter()
-    names = checkpoint_files(location.root)
+    names = location.files()
     if not names:
         raise ModelNotFoundError(f"checkpoint directory {location.root} holds no files; pass a checkpoint")
     # Largest first, so one big shard does not start last and run alone.

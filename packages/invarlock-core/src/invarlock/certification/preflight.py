@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from invarlock.errors import (
-    CheckpointNotADirectoryError,
     DeviceUnavailableError,
     InvalidArgumentError,
     ModelNotFoundError,
@@ -82,12 +81,8 @@ def check_model_location(
     the adapter to download.
     """
     path = Path(model_id).expanduser()
-    if path.is_dir():
-        return
-    if path.is_file():
-        raise CheckpointNotADirectoryError(
-            f"{side} {model_id} is a file, not a checkpoint directory; pass the directory that holds it"
-        )
+    if path.exists():
+        return  # a directory, or a single-file checkpoint (GGUF) its adapter judges
     check_model_path(model_id, side)  # a path-shaped id that does not exist
     if network_allowed():
         return

@@ -59,7 +59,10 @@ def choose_adapter(
 
 def load_tokenizer(chosen: ChosenAdapter, model_id: str, side: str, options: Mapping[str, Any]) -> Any:
     tokenizer_options = {
-        k: options[k] for k in ("revision", "cache_dir", "trust_remote_code") if k in options
+        # "base": a PEFT adapter's base, where hf_peft finds the tokenizer when the adapter saved none.
+        k: options[k]
+        for k in ("revision", "cache_dir", "trust_remote_code", "base")
+        if k in options
     }
     try:
         return chosen.adapter.load_tokenizer(model_id, **tokenizer_options)

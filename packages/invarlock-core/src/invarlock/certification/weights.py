@@ -117,15 +117,28 @@ class WeightProof:
             else:
                 self.differing.append(name)
 
-    def newly_initialised(self) -> list[str]:
-        """Parameters in no file and not sharing storage with a tensor that is."""
-        on_disk = {self._storage(self.tensors[name]) for name in self.seen}
+    def _on_disk_storages(self) -> set[Any]:
+        return {self._storage(self.tensors[name]) for name in self.seen}
+
+    def parameters_in_files(self) -> list[str]:
+        """Parameters found in a file, directly or tied to one that is."""
+        on_disk = self._on_disk_storages()
         return sorted(
             name
             for name in self.parameters
-            if name in self.tensors
-            and name not in self.seen
-            and self._storage(self.tensors[name]) not in on_disk
+            if name in self.tensors and (name in self.seen or self._storage(self.tensors[name]) in on_disk)
+        )
+
+    def newly_initialised(self) -> list[str]:
+        """Parameters in no file, not tied to one that is, and whose module has no tensor in the
+        files either (a module with file tensors under other names was built from them at load:
+        packed or quantized formats)."""
+        found = set(self.parameters_in_files())
+        file_modules = {name.rpartition(".")[0] for name in self.seen | set(self.unused)}
+        return sorted(
+            name
+            for name in self.parameters
+            if name in self.tensors and name not in found and name.rpartition(".")[0] not in file_modules
         )
 
     def computed_buffers(self) -> list[str]:
@@ -140,6 +153,8 @@ class WeightProof:
     def info(self) -> dict[str, Any]:
         """The ``weights`` block of a certificate side."""
         return {
+            "parameters": len([n for n in self.parameters if n in self.tensors]),
+            "parameters_in_files": len(self.parameters_in_files()),
             "compared": len(self.seen),
             "equal": self.equal,
             "converted": dict(sorted(self.converted.items())),
@@ -181,7 +196,23 @@ def weights_check(
             name, True, "not applicable: the checkpoint has no safetensors files to compare with"
         )
     info = proof.info()
+    if info["compared"] == 0:
+        return InvariantCheck(
+            name,
+            True,
+            "not proven: no tensor of the safetensors files has a model tensor's name (the loader renames "
+            "them, or the files hold another part of the model, such as an adapter)",
+        )
     new = info["newly_initialised"]
+    partial = 2 * info["parameters_in_files"] < info["parameters"]
+    if new and partial and not info["differing"]:
+        return InvariantCheck(
+            name,
+            True,
+            f"partly proven: the files hold {info['parameters_in_files']} of the model's "
+            f"{info['parameters']} parameters (a partial or adapter-only checkpoint), and those equal "
+            f"their on-disk bytes; the other {len(new)} come from elsewhere and are not proven here",
+        )
     if info["differing"] or new:
         parts = []
         if info["differing"]:

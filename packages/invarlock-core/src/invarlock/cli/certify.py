@@ -55,6 +55,15 @@ def load_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def subject_load_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.subject_base:
+        options["base"] = args.subject_base
+    if args.subject_merge:
+        options["merge"] = True
+    return options
+
+
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "certify",
@@ -70,6 +79,15 @@ def add_parser(commands: Any) -> None:
         help="adapter for both sides, or auto (default): each side resolved from its own checkpoint",
     )
     parser.add_argument("--subject-adapter", help="adapter for the subject only (overrides --adapter for it)")
+    parser.add_argument(
+        "--subject-base",
+        help="a PEFT adapter subject's base model (overrides base_model_name_or_path in its adapter_config.json)",
+    )
+    parser.add_argument(
+        "--subject-merge",
+        action="store_true",
+        help="merge a PEFT adapter subject into its base before scoring (certify merged against unmerged)",
+    )
     parser.add_argument(
         "--dataset",
         default=EMBEDDED,
@@ -166,6 +184,7 @@ def _certify_command(args: argparse.Namespace) -> int:
         ),
         device=args.device,
         load_options=load_options(args),
+        subject_load_options=subject_load_options(args),
         policy=GatePolicy(
             args.max_ratio, args.confidence, args.bootstrap, allow_inconclusive=args.allow_inconclusive
         ),

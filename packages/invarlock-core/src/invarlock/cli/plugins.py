@@ -13,6 +13,7 @@ from packaging.utils import canonicalize_name
 
 from invarlock import __version__
 from invarlock.catalogue import GROUPS
+from invarlock.cli import quantizers
 from invarlock.errors import AdapterNotFoundError, PluginNotFoundError
 from invarlock.listing import ADAPTERS_SCHEMA, adapters_listing, plugins_listing
 from invarlock.manager import get_plugin_manager
@@ -32,6 +33,7 @@ def add_parser(commands: Any) -> None:
     adapters.add_argument("--json", action="store_true", help=f"print JSON ({ADAPTERS_SCHEMA})")
     adapters.add_argument("--explain", metavar="NAME", help="explain one adapter's status in full")
     adapters.set_defaults(handler=_adapters_command)
+    quantizers.add_parser(sub)
 
 
 def version_text() -> str:

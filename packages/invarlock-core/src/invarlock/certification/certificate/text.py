@@ -7,7 +7,17 @@ from typing import Any
 
 from invarlock.description import STRUCTURAL_KEYS
 
-DESCRIPTION_ROWS = (*STRUCTURAL_KEYS, "model_class", "n_params", "dtype", "device", "tying", "quantization")
+DESCRIPTION_ROWS = (
+    *STRUCTURAL_KEYS,
+    "vocab_growth",
+    "model_class",
+    "n_params",
+    "dtype",
+    "device",
+    "tying",
+    "quantization",
+    "peft",
+)
 
 
 def number(value: float | None, digits: int = 4) -> str:
@@ -19,9 +29,31 @@ def ratio_line(stats: Mapping[str, Any]) -> str:
     return f"{number(stats['ratio'])} ({stats['confidence']:.0%} CI {number(low)} – {number(high)})"
 
 
+def peft_text(block: Mapping[str, Any]) -> str:
+    """A PEFT adapter in one line: method, rank and alpha, where it sits, its size, added tokens."""
+    words = [str(block.get("method") or "peft")]
+    if block.get("rank") is not None:
+        words.append(f"r={block['rank']} alpha={block.get('alpha')} dropout={block.get('dropout')}")
+    targets = ", ".join(block.get("target_modules") or []) or "–"
+    words.append(f"on {targets} ({len(block.get('adapted_layers') or [])} layers")
+    words[-1] += f", {block.get('adapter_parameters')} parameters)"
+    if block.get("modules_to_save"):
+        words.append(f"saves {', '.join(block['modules_to_save'])}")
+    added = (block.get("added_tokens") or {}).get("count")
+    if added:
+        words.append(f"{added} added tokens")
+    if block.get("merged"):
+        words.append("merged into the base")
+    if block.get("base"):
+        words.append(f"over {block['base']} ({block.get('base_adapter')})")
+    return "; ".join(words)
+
+
 def value_text(value: Any) -> str:
     if value is None:
         return "–"
+    if isinstance(value, dict) and "adapted_layers" in value and "method" in value:
+        return peft_text(value)
     if isinstance(value, list) and value and all(v == value[0] for v in value):
         return f"{value[0]} × {len(value)}"
     if isinstance(value, dict):

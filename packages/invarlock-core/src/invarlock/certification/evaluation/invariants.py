@@ -8,14 +8,42 @@ from typing import Any
 
 from invarlock.certification.evaluation.gate import InvariantCheck
 from invarlock.certification.evaluation.stats import WindowScore
-from invarlock.description import STRUCTURAL_KEYS
+from invarlock.description import STRUCTURAL_KEYS, VOCAB_GROWTH_KEY
+
+
+def declared_growth(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The subject's ``vocab_growth`` when it declares exactly the step from the baseline's
+    vocabulary to its own; None when it declares none, or another one."""
+    growth = subject.get(VOCAB_GROWTH_KEY)
+    if not isinstance(growth, Mapping):
+        return None
+    matches = (growth.get("base_vocab_size"), growth.get("vocab_size")) == (
+        baseline.get("vocab_size"),
+        subject.get("vocab_size"),
+    )
+    return growth if matches else None
 
 
 def structure_check(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> InvariantCheck:
     differing = [key for key in STRUCTURAL_KEYS if baseline.get(key) != subject.get(key)]
+    growth = declared_growth(baseline, subject)
+    accepted = ""
+    if growth is not None and "vocab_size" in differing:
+        differing.remove("vocab_size")
+        tokens = growth.get("added_tokens")
+        named = f": {', '.join(tokens[:5])}{' ...' if len(tokens) > 5 else ''}" if tokens else ""
+        accepted = (
+            f"; vocab_size grew from {growth['base_vocab_size']} to {growth['vocab_size']} as the subject "
+            f"declares ({growth['vocab_size'] - growth['base_vocab_size']} added tokens{named})"
+        )
     if not differing:
-        return InvariantCheck("structure", True, f"descriptions agree on {', '.join(STRUCTURAL_KEYS)}")
+        agreed = [key for key in STRUCTURAL_KEYS if not (accepted and key == "vocab_size")]
+        return InvariantCheck("structure", True, f"descriptions agree on {', '.join(agreed)}{accepted}")
     details = "; ".join(f"{k}: {baseline.get(k)!r} vs {subject.get(k)!r}" for k in differing)
+    if "vocab_size" in differing and isinstance(subject.get(VOCAB_GROWTH_KEY), Mapping):
+        details += (
+            f" (the subject declares a vocab_growth of {dict(subject[VOCAB_GROWTH_KEY])!r}, another step)"
+        )
     return InvariantCheck("structure", False, f"baseline vs subject differ in {details}")
 
 
