@@ -127,7 +127,10 @@ def certify(
         baseline,
         subject,
         seed=options.windows.seed,
-        extra_checks=[base_content.check("baseline"), subj_content.check("subject")],
+        extra_checks=[
+            base_content.check("baseline", base_description),
+            subj_content.check("subject", subj_description),
+        ],
     )
     evidence = judgement.evidence()
     if base_content.manifest.digest == subj_content.manifest.digest:
@@ -177,9 +180,11 @@ class SideContent:
     manifest: identity.Manifest
     proof: WeightProof | None
 
-    def check(self, side: str) -> Any:
+    def check(self, side: str, description: Mapping[str, Any]) -> Any:
         safetensors = sum(f.path.endswith(identity.SAFETENSORS) for f in self.manifest.files)
-        return weights_check(side, self.proof, safetensors)
+        peft = description.get("peft")
+        partial = f"an adapter over the base {peft.get('base')}" if isinstance(peft, Mapping) else None
+        return weights_check(side, self.proof, safetensors, partial_by_design=partial)
 
 
 def read_side(model_id: str, model: Any, load_options: Mapping[str, Any]) -> SideContent:

@@ -183,9 +183,15 @@ def _bitwise_equal(a: Any, b: Any) -> bool:
 
 
 def weights_check(
-    side: str, proof: WeightProof | None, safetensors_files: int, reason: str = ""
+    side: str,
+    proof: WeightProof | None,
+    safetensors_files: int,
+    reason: str = "",
+    partial_by_design: str | None = None,
 ) -> InvariantCheck:
-    """The ``weights_match_checkpoint_<side>`` invariant."""
+    """The ``weights_match_checkpoint_<side>`` invariant. ``partial_by_design`` says why the files
+    hold only part of the model (an adapter over a base named in its description); only then do
+    parameters missing from them not fail the check."""
     name = f"weights_match_checkpoint_{side}"
     if proof is None:
         return InvariantCheck(
@@ -204,14 +210,13 @@ def weights_check(
             "them, or the files hold another part of the model, such as an adapter)",
         )
     new = info["newly_initialised"]
-    partial = 2 * info["parameters_in_files"] < info["parameters"]
-    if new and partial and not info["differing"]:
+    if new and partial_by_design and not info["differing"]:
         return InvariantCheck(
             name,
             True,
             f"partly proven: the files hold {info['parameters_in_files']} of the model's "
-            f"{info['parameters']} parameters (a partial or adapter-only checkpoint), and those equal "
-            f"their on-disk bytes; the other {len(new)} come from elsewhere and are not proven here",
+            f"{info['parameters']} parameters ({partial_by_design}), and those equal their on-disk "
+            f"bytes; the other {len(new)} come from elsewhere and are not proven here",
         )
     if info["differing"] or new:
         parts = []
