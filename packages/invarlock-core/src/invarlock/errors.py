@@ -221,3 +221,30 @@ class AmbiguousCheckpointError(ModelLoadError):
     """A directory holds several model files of one format (GGUF), so which one to load is not clear."""
 
     code = "checkpoint_ambiguous"
+
+
+# -- certify evidence and arguments (#14) ------------------------------------------------------
+
+
+class InsufficientEvidenceError(InvarlockError):
+    """Too few windows or scored tokens for a gate decision, and no INCONCLUSIVE verdict was asked for."""
+
+    code = "insufficient_evidence"
+
+
+class CertificateInvalidError(InvarlockError):
+    """A file given to ``invarlock verify`` is not a readable certificate with content identity."""
+
+    code = "certificate_invalid"
+
+
+class DeviceUnavailableError(InvarlockError):
+    """The device asked for is not one the installed torch has on this machine."""
+
+    code = "device_unavailable"
+
+
+class InvalidArgumentError(InvarlockError):
+    """A command-line value is out of its range (a non-finite or too small --max-ratio, --confidence)."""
+
+    code = "argument_invalid"

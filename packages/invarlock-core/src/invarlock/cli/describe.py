@@ -21,11 +21,11 @@ def add_parser(commands: Any) -> None:
 
 
 def _describe_command(args: argparse.Namespace) -> int:
-    from invarlock.certification import sides
+    from invarlock.certification import preflight, sides
 
     quiet_backend_progress()
     options = load_options(args)
-    sides.check_model_path(args.model, "model")
+    preflight.check_model_location(args.model, "model")
     chosen = sides.choose_adapter(args.model, args.adapter, flag="--adapter", load_options=options)
     model = sides.load_model(chosen, args.model, "model", args.device, options)
     description = chosen.adapter.describe(model)
