@@ -123,14 +123,43 @@ def block_stacks(model: Any) -> list[tuple[str, Any]]:
     import torch
 
     found: list[tuple[str, Any]] = []
-    for name, module in model.named_modules():
-        if not isinstance(module, torch.nn.ModuleList) or len(module) == 0:
-            continue
-        if any(_is_within(name, [path]) for path, _ in found):
-            continue
-        if all(linear_shape(m) is None and _has_linear(m) for m in module):
-            found.append((name, module))
+    seen: set[int] = set()
+
+    def walk(prefix: str, module: Any) -> None:
+        if id(module) in seen:
+            return
+        seen.add(id(module))
+        if isinstance(module, torch.nn.ModuleList) and len(module) and all(
+            linear_shape(m) is None and _has_linear(m) for m in module
+        ):
+            found.append((prefix, module))
+            return  # what is inside a block belongs to the block
+        for name, child in module._modules.items():
+            if child is not None:
+                walk(f"{prefix}.{name}" if prefix else name, child)
+
+    walk("", model)
     return found
+
+
+def _block_entries(block: Any) -> list[tuple[str, Any]]:
+    """``block.named_modules()``, with only the first of each list of experts: experts are alike,
+    and transformers 4.x keeps hundreds of them per block as separate modules."""
+    import torch
+
+    entries: list[tuple[str, Any]] = []
+
+    def walk(prefix: str, module: Any) -> None:
+        entries.append((prefix, module))
+        children = list(module._modules.items())
+        if isinstance(module, torch.nn.ModuleList) and prefix and _leaf(prefix) == "experts":
+            children = children[:1]
+        for name, child in children:
+            if child is not None:
+                walk(f"{prefix}.{name}" if prefix else name, child)
+
+    walk("", block)
+    return entries
 
 
 def is_other_tower(path: str, modules: Any = None) -> str | None:
@@ -325,7 +354,7 @@ def read_moe(block: Any, name: str, experts: Any, hidden: int, config_top_k: int
 
 def read_block(block: Any, hidden: int, config_heads: int | None, config_top_k: int | None) -> Block:
     found = Block()
-    entries = list(block.named_modules())
+    entries = _block_entries(block)
     own, cross = _attention_roots(entries)
     mixers = _mixer_roots(entries)
     own = [n for n in own if not _is_within(n, [m for m, _ in mixers])]
@@ -384,6 +413,9 @@ def _softmax_type(block: Any, attention_names: list[str]) -> tuple[str, bool]:
                 return "full_attention", True
         if isinstance(attributes.get("is_sliding"), bool):
             return ("sliding_attention" if attributes["is_sliding"] else "full_attention"), True
+        local = attributes.get("local_attention")  # ModernBERT under transformers 4.x: (-1, -1) is global
+        if isinstance(local, tuple) and len(local) == 2 and all(isinstance(v, int) for v in local):
+            return ("sliding_attention" if min(local) >= 0 else "full_attention"), True
     for module in modules:
         window = vars(module).get("sliding_window")
         if isinstance(window, int) and not isinstance(window, bool) and window > 0:
