@@ -176,12 +176,13 @@ def _device_map(model: Any) -> dict[str, str] | None:
     }
 
 
-def meta_model(config: Any, auto_class: str = "AutoModelForCausalLM") -> Any:
+def meta_model(config: Any, auto_class: str = "AutoModelForCausalLM", dtype: str | None = None) -> Any:
     """The model ``config`` describes, built on the meta device (no memory, no weights).
 
     Weight initialisation is skipped: on the meta device it computes nothing, and transformers
     4.x still spends seconds on it for models with many experts. Tying is redone afterwards, since
-    skipping initialisation skips it too.
+    skipping initialisation skips it too. ``dtype`` (``bfloat16``...) is the parameters' dtype;
+    by default torch's.
     """
     import contextlib
 
@@ -192,7 +193,13 @@ def meta_model(config: Any, auto_class: str = "AutoModelForCausalLM") -> Any:
         from transformers.initialization import no_init_weights
     except ImportError:  # transformers 4.x
         from transformers.modeling_utils import no_init_weights  # type: ignore[attr-defined,no-redef]
-    with torch.device("meta"), no_init_weights() if callable(no_init_weights) else contextlib.nullcontext():
-        model = getattr(transformers, auto_class).from_config(config)
+    previous = torch.get_default_dtype()
+    try:
+        if dtype is not None:
+            torch.set_default_dtype(getattr(torch, dtype))
+        with torch.device("meta"), no_init_weights() if callable(no_init_weights) else contextlib.nullcontext():
+            model = getattr(transformers, auto_class).from_config(config)
+    finally:
+        torch.set_default_dtype(previous)
     model.tie_weights()
     return model
