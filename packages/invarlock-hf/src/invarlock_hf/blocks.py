@@ -86,8 +86,9 @@ def _attr(module: Any, names: tuple[str, ...]) -> int | None:
     return None
 
 
-def _attr_in_tree(module: Any, names: tuple[str, ...]) -> int | None:
-    for sub in module.modules():
+def _attr_in_tree(modules: list[Any], names: tuple[str, ...]) -> int | None:
+    """The first of ``names`` set on any of ``modules`` (a module and its descendants, in order)."""
+    for sub in modules:
         value = _attr(sub, names)
         if value is not None:
             return value
@@ -212,18 +213,20 @@ def _mixer_roots(entries: list[tuple[str, Any]]) -> list[tuple[str, str]]:
 def read_attention(attention: Any, config_heads: int | None) -> tuple[int, int, str | None]:
     """(query heads, KV heads, problem) of one attention module from its projection shapes."""
     by_leaf: dict[str, tuple[int, int]] = {}
+    tree = []
     for name, module in attention.named_modules():
+        tree.append(module)
         shape = linear_shape(module)
         if shape is not None:
             by_leaf.setdefault(_leaf(name), shape)
-    head_dim = _attr_in_tree(attention, _HEAD_DIM_ATTRS)
-    heads_attr = _attr_in_tree(attention, _HEADS_ATTRS)
-    kv_attr = _attr_in_tree(attention, _KV_HEADS_ATTRS)
+    head_dim = _attr_in_tree(tree, _HEAD_DIM_ATTRS)
+    heads_attr = _attr_in_tree(tree, _HEADS_ATTRS)
+    kv_attr = _attr_in_tree(tree, _KV_HEADS_ATTRS)
 
     if "kv_b_proj" in by_leaf:  # multi-head latent attention (DeepSeek V2/V3): per-head K/V decompressed
-        qk_head = _attr_in_tree(attention, ("qk_head_dim",))
-        v_head = _attr_in_tree(attention, ("v_head_dim",))
-        nope = _attr_in_tree(attention, ("qk_nope_head_dim",))
+        qk_head = _attr_in_tree(tree, ("qk_head_dim",))
+        v_head = _attr_in_tree(tree, ("v_head_dim",))
+        nope = _attr_in_tree(tree, ("qk_nope_head_dim",))
         q = by_leaf.get("q_b_proj") or by_leaf.get("q_proj")
         if not (qk_head and v_head and nope and q):
             return 0, 0, "the latent-attention module lacks qk_head_dim, v_head_dim or a query projection"
