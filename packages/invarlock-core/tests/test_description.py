@@ -86,7 +86,11 @@ def test_optional_keys_pass_when_well_formed() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "problem"),
     [
-        ("layer_types", ["mamba"] * 3, "'layer_types' must be a list with one entry for each of the 4 layers"),
+        (
+            "layer_types",
+            ["mamba"] * 3,
+            "'layer_types' must be a list with one entry for each of the 4 layers",
+        ),
         ("layer_types", ["mamba", "mamba", "full_attention", "attention"], "'layer_types' holds attention"),
         ("layer_types", ["linear_attention"] * 4, "layers 2-3 have no softmax attention but non-zero heads"),
         ("moe_per_layer", [None] * 3, "'moe_per_layer' must be a list with one entry for each"),

@@ -44,7 +44,9 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 @pytest.mark.parametrize("name", KINDS)
-def test_config_only_json_matches_the_meta_model(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_only_json_matches_the_meta_model(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     directory = write_config(name, tmp_path / "checkpoint")
     code, out, _ = run(capsys, str(directory), "--config-only", "--json")
     assert code == 0
@@ -53,7 +55,18 @@ def test_config_only_json_matches_the_meta_model(name: str, tmp_path: Path, caps
     assert document["config_only"] is True and document["adapter"] is None
     described = document["description"]
     expected = describe_model(build_published(name))
-    for key in ("n_layer", "heads_per_layer", "kv_heads_per_layer", "mlp_dims", "layer_types", "moe_per_layer", "hidden_size", "vocab_size", "n_params", "towers"):
+    for key in (
+        "n_layer",
+        "heads_per_layer",
+        "kv_heads_per_layer",
+        "mlp_dims",
+        "layer_types",
+        "moe_per_layer",
+        "hidden_size",
+        "vocab_size",
+        "n_params",
+        "towers",
+    ):
         assert described.get(key) == expected.get(key), key
     memory = described["memory"]
     assert memory["parameters"] == described["n_params"]
@@ -66,7 +79,9 @@ def test_config_only_json_matches_the_meta_model(name: str, tmp_path: Path, caps
     assert described["config_source"] == str(directory / "config.json")
 
 
-def test_text_output_fits_80_columns_with_layer_ranges(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_text_output_fits_80_columns_with_layer_ranges(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run(capsys, str(write_config("DeepSeek-V3", tmp_path)), "--config-only")
     assert code == 0
     lines = out.splitlines()
@@ -107,7 +122,9 @@ _UNQUANTIZED = 2 * (128 * 32 + 32 * 128 + 2 * 2 * 32 + 32)
 
 
 def test_gptq_packed_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    tiny_quantized(tmp_path, {"quant_method": "gptq", "bits": 4, "group_size": 32, "desc_act": False, "sym": True})
+    tiny_quantized(
+        tmp_path, {"quant_method": "gptq", "bits": 4, "group_size": 32, "desc_act": False, "sym": True}
+    )
     code, out, _ = run(capsys, str(tmp_path), "--config-only", "--json")
     assert code == 0
     packed = json.loads(out)["description"]["memory"]["packed"]
@@ -123,7 +140,9 @@ def test_gptq_packed_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_awq_packed_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    tiny_quantized(tmp_path, {"quant_method": "awq", "bits": 4, "group_size": 32, "zero_point": True, "version": "gemm"})
+    tiny_quantized(
+        tmp_path, {"quant_method": "awq", "bits": 4, "group_size": 32, "zero_point": True, "version": "gemm"}
+    )
     code, out, _ = run(capsys, str(tmp_path), "--config-only", "--json")
     packed = json.loads(out)["description"]["memory"]["packed"]
     expected = sum(i * o // 2 + (i // 32) * o // 2 + (i // 32) * o * 2 for i, o in _LINEARS)  # no g_idx
@@ -133,7 +152,12 @@ def test_awq_packed_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 def test_bnb_4bit_packed_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tiny_quantized(
         tmp_path,
-        {"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": False},
+        {
+            "quant_method": "bitsandbytes",
+            "load_in_4bit": True,
+            "bnb_4bit_quant_type": "nf4",
+            "bnb_4bit_use_double_quant": False,
+        },
     )
     code, out, _ = run(capsys, str(tmp_path), "--config-only", "--json")
     packed = json.loads(out)["description"]["memory"]["packed"]
@@ -150,13 +174,17 @@ def test_packed_size_of_fused_experts_is_refused(tmp_path: Path, capsys: pytest.
     code, out, _ = run(capsys, str(tmp_path), "--config-only", "--json")
     packed = json.loads(out)["description"]["memory"]["packed"]
     assert code == 0
-    if any(p.dim() == 3 for p in build_published("Mixtral-8x7B").parameters()):  # transformers 5 fuses experts
+    if any(
+        p.dim() == 3 for p in build_published("Mixtral-8x7B").parameters()
+    ):  # transformers 5 fuses experts
         assert packed["bytes"] is None and "fused 3-D tensors" in packed["refused"]
     else:  # transformers 4.x: one Linear per expert
         assert packed["bytes"] > 0
 
 
-def test_hub_id_not_cached_is_refused_offline(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_hub_id_not_cached_is_refused_offline(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("INVARLOCK_ALLOW_NETWORK", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     code, _, err = run(capsys, "some-org/not-cached", "--config-only")

@@ -36,7 +36,12 @@ FULL, SLIDING, CHUNKED, LINEAR, MAMBA = (
 
 
 def moe(experts: int, top_k: int, width: int, shared: int | None = None) -> dict[str, Any]:
-    return {"num_experts": experts, "experts_per_token": top_k, "expert_mlp_dim": width, "shared_expert_mlp_dim": shared}
+    return {
+        "num_experts": experts,
+        "experts_per_token": top_k,
+        "expert_mlp_dim": width,
+        "shared_expert_mlp_dim": shared,
+    }
 
 
 # DeepSeek-V3: 61 layers, first_k_dense_replace 3 (dense 18432), then MoE: 256 routed experts of
@@ -61,7 +66,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "mlp": runs((3, 18432), (58, 2048)),
         "types": runs((61, FULL)),
         "moe_per_layer": runs((3, None), (58, _DSV3_MOE)),
-        "params_billions": 671.0,  # the published 671B (the multi-token-prediction module is not built by transformers)
+        # The published 671B; transformers does not build the multi-token-prediction module.
+        "params_billions": 671.0,
     },
     "Qwen3-30B-A3B": {
         "hidden": 2048,
@@ -164,7 +170,7 @@ def published(request: pytest.FixtureRequest) -> tuple[str, Any, dict[str, Any]]
 
 
 def test_structure_matches_the_published_architecture(published: tuple[str, Any, dict[str, Any]]) -> None:
-    name, model, description = published
+    name, _, description = published
     expected = EXPECTED[name]
     layers = len(expected["heads"])
     assert description["n_layer"] == layers
@@ -199,7 +205,7 @@ def test_moe_summary_agrees_with_the_layers(published: tuple[str, Any, dict[str,
 
 
 def test_multimodal_wrappers_describe_the_language_tower(published: tuple[str, Any, dict[str, Any]]) -> None:
-    name, model, description = published
+    name, _, description = published
     towers = EXPECTED[name].get("towers")
     if towers is None:
         assert "towers" not in description
@@ -207,7 +213,9 @@ def test_multimodal_wrappers_describe_the_language_tower(published: tuple[str, A
     assert description["role"] == "causal"
     assert description["model_class"].endswith("ForConditionalGeneration")
     assert description["language_model_type"] != description["model_type"]
-    assert {key: (tower["n_layer"], tower["hidden_size"]) for key, tower in description["towers"].items()} == towers
+    assert {
+        key: (tower["n_layer"], tower["hidden_size"]) for key, tower in description["towers"].items()
+    } == towers
     for key, tower in description["towers"].items():
         assert 0 < tower["n_params"] < description["n_params"], key
     assert "all towers" in description["n_params_scope"]

@@ -32,7 +32,8 @@ def test_every_model_type_is_described_or_refused_without_contradiction() -> Non
                 contradictions[key] = problems
             gc.collect()
     counts = collections.Counter(status.split(":", 1)[0] for status in statuses.values())
-    print(f"\nsweep over {len(statuses)} (kind, model type) pairs in {time.perf_counter() - start:.0f} s: {dict(counts)}")
+    seconds = time.perf_counter() - start
+    print(f"\nsweep over {len(statuses)} (kind, model type) pairs in {seconds:.0f} s: {dict(counts)}")
     for key, status in statuses.items():
         if not status.startswith("described"):
             print(f"  {key}: {status}")

@@ -233,13 +233,18 @@ def _optional_key_problems(description: Mapping[str, Any]) -> list[str]:
         else:
             unknown = sorted({str(t) for t in layer_types if t not in LAYER_TYPES})
             if unknown:
-                problems.append(f"'layer_types' holds {', '.join(unknown)}, expected one of {', '.join(LAYER_TYPES)}")
+                problems.append(
+                    f"'layer_types' holds {', '.join(unknown)}, expected one of {', '.join(LAYER_TYPES)}"
+                )
             with_heads = [
                 i
                 for i, kind in enumerate(layer_types)
                 if kind in LAYER_TYPES
                 and kind not in (*SOFTMAX_ATTENTION_TYPES, "unknown")
-                and (description["heads_per_layer"][i:i + 1] != [0] or description["kv_heads_per_layer"][i:i + 1] != [0])
+                and (
+                    description["heads_per_layer"][i : i + 1] != [0]
+                    or description["kv_heads_per_layer"][i : i + 1] != [0]
+                )
             ]
             if with_heads:
                 problems.append(f"layers {_ranges(with_heads)} have no softmax attention but non-zero heads")
@@ -258,7 +263,8 @@ def _optional_key_problems(description: Mapping[str, Any]) -> list[str]:
     if towers is not None and not (
         isinstance(towers, dict)
         and all(
-            isinstance(tower, dict) and all(_is_count(tower.get(k)) for k in ("n_layer", "hidden_size", "n_params"))
+            isinstance(tower, dict)
+            and all(_is_count(tower.get(k)) for k in ("n_layer", "hidden_size", "n_params"))
             for tower in towers.values()
         )
     ):
@@ -274,11 +280,16 @@ def _optional_key_problems(description: Mapping[str, Any]) -> list[str]:
             and isinstance(entry.get("field"), str)
             and isinstance(entry.get("why"), str)
             and entry.get("why")
-            and (entry.get("layers") is None or (isinstance(entry["layers"], list) and all(_is_count(i) for i in entry["layers"])))
+            and (
+                entry.get("layers") is None
+                or (isinstance(entry["layers"], list) and all(_is_count(i) for i in entry["layers"]))
+            )
             for entry in unresolved
         )
     ):
-        problems.append("'unresolved' entries need a string 'field', 'layers' (ints or None) and a string 'why'")
+        problems.append(
+            "'unresolved' entries need a string 'field', 'layers' (ints or None) and a string 'why'"
+        )
     return problems
 
 

@@ -130,8 +130,10 @@ def block_stacks(model: Any) -> list[tuple[str, Any]]:
         if id(module) in seen:
             return
         seen.add(id(module))
-        if isinstance(module, torch.nn.ModuleList) and len(module) and all(
-            linear_shape(m) is None and _has_linear(m) for m in module
+        if (
+            isinstance(module, torch.nn.ModuleList)
+            and len(module)
+            and all(linear_shape(m) is None and _has_linear(m) for m in module)
         ):
             found.append((prefix, module))
             return  # what is inside a block belongs to the block
@@ -179,7 +181,7 @@ def is_other_tower(path: str, modules: Any = None) -> str | None:
 
 
 def _attention_roots(entries: list[tuple[str, Any]]) -> tuple[list[str], list[str]]:
-    """(self-attention module names, cross-attention module names) among a block's ``named_modules``, outermost."""
+    """(self-attention, cross-attention) module names among a block's ``named_modules``, outermost."""
     own: list[str] = []
     cross: list[str] = []
     for name, module in entries:
@@ -189,7 +191,11 @@ def _attention_roots(entries: list[tuple[str, Any]]) -> tuple[list[str], list[st
         if _LINEAR_MIXER_CLASS.search(cls):
             continue
         if _ATTENTION_CLASS.search(cls) and _has_linear(module):
-            if _CROSS_NAME.search(name) or _CROSS_NAME.search(cls) or vars(module).get("is_cross_attention") is True:
+            if (
+                _CROSS_NAME.search(name)
+                or _CROSS_NAME.search(cls)
+                or vars(module).get("is_cross_attention") is True
+            ):
                 cross.append(name)
             else:
                 own.append(name)
@@ -268,7 +274,12 @@ def read_attention(attention: Any, config_heads: int | None) -> tuple[int, int, 
     elif fused is not None:
         kv, rest = divmod(fused[1] // head_dim - heads, 2) if fused[1] % head_dim == 0 else (0, 1)
         if rest or kv <= 0:
-            return 0, 0, f"the fused qkv projection ({fused[1]}) does not split into {heads} query heads and KV heads of {head_dim}"
+            return (
+                0,
+                0,
+                f"the fused qkv projection ({fused[1]}) does not split into {heads} query heads "
+                f"and KV heads of {head_dim}",
+            )
     else:
         return 0, 0, "no key or fused qkv projection was recognised"
     if kv_attr is not None and kv_attr != kv:
@@ -278,7 +289,9 @@ def read_attention(attention: Any, config_heads: int | None) -> tuple[int, int, 
     return heads, kv, None
 
 
-def mlp_width(module: Any, hidden: int, skip: list[str], entries: list[tuple[str, Any]] | None = None) -> tuple[int | None, str | None]:
+def mlp_width(
+    module: Any, hidden: int, skip: list[str], entries: list[tuple[str, Any]] | None = None
+) -> tuple[int | None, str | None]:
     """The width of the MLP projections inside ``module`` that project back to ``hidden``.
 
     :returns: (width, None); (None, None) when there is no such projection at all; (None, why)
@@ -306,12 +319,15 @@ def _experts(entries: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     return [
         (name, module)
         for name, module in entries
-        if name and (_leaf(name) == "experts" or type(module).__name__.endswith("Experts"))
+        if name
+        and (_leaf(name) == "experts" or type(module).__name__.endswith("Experts"))
         and (isinstance(module, torch.nn.ModuleList) or _has_3d(module))
     ]
 
 
-def read_moe(block: Any, name: str, experts: Any, hidden: int, config_top_k: int | None) -> tuple[dict[str, Any] | None, str | None]:
+def read_moe(
+    block: Any, name: str, experts: Any, hidden: int, config_top_k: int | None
+) -> tuple[dict[str, Any] | None, str | None]:
     import torch
 
     parent_name = name.rsplit(".", 1)[0] if "." in name else ""
@@ -426,7 +442,9 @@ def _softmax_type(block: Any, attention_names: list[str]) -> tuple[str, bool]:
     return "", False
 
 
-def read_stack(path: str, modules: Any, hidden: int, config_heads: int | None, config_top_k: int | None) -> Stack:
+def read_stack(
+    path: str, modules: Any, hidden: int, config_heads: int | None, config_top_k: int | None
+) -> Stack:
     return Stack(path, [read_block(m, hidden, config_heads, config_top_k) for m in modules], list(modules))
 
 
@@ -568,15 +586,21 @@ def layer_structure(model: Any, text_config: Any, from_config: dict[str, Any]) -
         "encoder_decoder": split,
         "towers": _towers(model, all_stacks),
         "unresolved": [
-            {"field": field_name, "layers": layers, "why": why} for (field_name, why), layers in unresolved.items()
+            {"field": field_name, "layers": layers, "why": why}
+            for (field_name, why), layers in unresolved.items()
         ],
     }
 
 
-def _config_only(from_config: dict[str, Any], model: Any, all_stacks: list[tuple[str, Any]]) -> dict[str, Any]:
+def _config_only(
+    from_config: dict[str, Any], model: Any, all_stacks: list[tuple[str, Any]]
+) -> dict[str, Any]:
     """No block list in the modules: the config's numbers, each marked as not checked against them."""
     n_layer = from_config["n_layer"]
-    why = "no list of transformer blocks was found in the modules: the value is what the config states, unverified"
+    why = (
+        "no list of transformer blocks was found in the modules: "
+        "the value is what the config states, unverified"
+    )
     return {
         "n_layer": n_layer,
         "heads_per_layer": list(from_config["heads_per_layer"]),
@@ -613,7 +637,9 @@ def _expand_shared_layers(text_config: Any, stacks: list[Stack]) -> None:
 def _layer_types(text_config: Any, stacks: list[Stack], model_type: str, refuse: Any) -> list[str]:
     stated = config_field(text_config, "layer_types")
     sliding_window = config_field(text_config, "sliding_window")
-    sliding_on = isinstance(sliding_window, int) and config_field(text_config, "use_sliding_window") is not False
+    sliding_on = (
+        isinstance(sliding_window, int) and config_field(text_config, "use_sliding_window") is not False
+    )
     types: list[str] = []
     index = 0
     for stack in stacks:
@@ -625,13 +651,19 @@ def _layer_types(text_config: Any, stacks: list[Stack], model_type: str, refuse:
                 pass
             elif kind not in SOFTMAX_TYPES and kind != "":  # a Mamba / linear mixer in the module
                 if config_kind in SOFTMAX_TYPES:
-                    refuse("layer_types", f"the module has a {kind} mixer, the config says {config_kind}", index)
+                    refuse(
+                        "layer_types", f"the module has a {kind} mixer, the config says {config_kind}", index
+                    )
                     kind = "unknown"
             elif config_kind is not None and config_kind not in SOFTMAX_TYPES:
-                refuse("layer_types", f"the module has softmax attention, the config says {config_kind}", index)
+                refuse(
+                    "layer_types", f"the module has softmax attention, the config says {config_kind}", index
+                )
                 kind = "unknown"
             elif kind and config_kind and kind != config_kind and block.layer_type_stated:
-                refuse("layer_types", f"the attention module says {kind}, the config says {config_kind}", index)
+                refuse(
+                    "layer_types", f"the attention module says {kind}, the config says {config_kind}", index
+                )
                 kind = "unknown"
             elif config_kind:
                 kind = str(config_kind)
@@ -641,7 +673,11 @@ def _layer_types(text_config: Any, stacks: list[Stack], model_type: str, refuse:
                 elif model_type in _SLIDING_EVERY_LAYER:
                     kind = "sliding_attention"
                 else:
-                    refuse("layer_types", "the config sets sliding_window without saying which layers use it", index)
+                    refuse(
+                        "layer_types",
+                        "the config sets sliding_window without saying which layers use it",
+                        index,
+                    )
                     kind = "unknown"
             if kind == "unknown" and block.layer_type == "unknown":
                 pass  # already listed by read_block
@@ -651,7 +687,12 @@ def _layer_types(text_config: Any, stacks: list[Stack], model_type: str, refuse:
 
 
 def _cross_check_known(
-    from_config: dict[str, Any], heads: list[int], kv_heads: list[int], mlp: list[int], blocks: list[Block], refuse: Any
+    from_config: dict[str, Any],
+    heads: list[int],
+    kv_heads: list[int],
+    mlp: list[int],
+    blocks: list[Block],
+    refuse: Any,
 ) -> None:
     """Known families: the config rules and the modules must agree layer by layer. A layer the
     modules could not read takes the rule's number (the rule is exact for the family)."""
@@ -684,16 +725,28 @@ def _cross_check_stated(
     stated_heads = _stated(text_config, ("num_attention_heads", "n_head", "num_heads", "n_heads"))
     stated_kv = _stated(text_config, ("num_key_value_heads", "num_kv_heads", "n_head_kv"))
     stated_experts = _stated(text_config, ("num_local_experts", "num_experts", "n_routed_experts"))
-    for index, kind in enumerate(layer_types):
+    for index in range(len(layer_types)):
         if heads[index] and stated_heads and heads[index] != stated_heads:
-            refuse("heads_per_layer", f"the modules have {heads[index]} query heads, the config says {stated_heads}", index)
+            refuse(
+                "heads_per_layer",
+                f"the modules have {heads[index]} query heads, the config says {stated_heads}",
+                index,
+            )
             heads[index] = kv_heads[index] = 0
         if kv_heads[index] and stated_kv and kv_heads[index] != stated_kv:
-            refuse("kv_heads_per_layer", f"the modules have {kv_heads[index]} KV heads, the config says {stated_kv}", index)
+            refuse(
+                "kv_heads_per_layer",
+                f"the modules have {kv_heads[index]} KV heads, the config says {stated_kv}",
+                index,
+            )
             heads[index] = kv_heads[index] = 0
         layer = moe_per_layer[index]
         if layer is not None and stated_experts and layer["num_experts"] != stated_experts:
-            refuse("moe_per_layer", f"the modules have {layer['num_experts']} experts, the config says {stated_experts}", index)
+            refuse(
+                "moe_per_layer",
+                f"the modules have {layer['num_experts']} experts, the config says {stated_experts}",
+                index,
+            )
 
 
 def _towers(model: Any, stacks: list[tuple[str, Any]]) -> dict[str, dict[str, int]]:

@@ -69,9 +69,9 @@ def head_class(config_json: dict[str, Any]) -> str:
     causal_types = getattr(modeling_auto, "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", {})
     image_text = getattr(modeling_auto, "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES", {})
     architectures = config_json.get("architectures") or []
-    if model_type in image_text and (model_type not in causal_types or any(
-        name in set(image_text.values()) for name in architectures
-    )):
+    if model_type in image_text and (
+        model_type not in causal_types or any(name in set(image_text.values()) for name in architectures)
+    ):
         return "AutoModelForImageTextToText"
     return "AutoModelForCausalLM"
 
@@ -157,12 +157,16 @@ def packed_size(model: Any, config_json: dict[str, Any], quantization: dict[str,
     }
 
 
-def _quantized_linears(model: Any, method: str, settings: dict[str, Any]) -> tuple[list[tuple[Any, tuple[int, int]]], str | None]:
+def _quantized_linears(
+    model: Any, method: str, settings: dict[str, Any]
+) -> tuple[list[tuple[Any, tuple[int, int]]], str | None]:
     """The linear layers the method packs: GPTQ and AWQ pack the language model's blocks,
     bitsandbytes every linear layer but the output head; each less the config's skip list."""
     from invarlock_hf.blocks import _has_3d, block_stacks, linear_shape, text_stacks
 
-    skip = list(settings.get("modules_to_not_convert") or []) + list(settings.get("llm_int8_skip_modules") or [])
+    skip = list(settings.get("modules_to_not_convert") or []) + list(
+        settings.get("llm_int8_skip_modules") or []
+    )
     if method == "bitsandbytes":
         output = model.get_output_embeddings()
         candidates = [(n, m) for n, m in model.named_modules() if m is not output]
@@ -176,7 +180,10 @@ def _quantized_linears(model: Any, method: str, settings: dict[str, Any]) -> tup
     found = []
     for name, module in candidates:
         if _has_3d(module):
-            return [], f"{name} holds its experts as fused 3-D tensors; which of them {method} packs is not fixed"
+            return (
+                [],
+                f"{name} holds its experts as fused 3-D tensors; which of them {method} packs is not fixed",
+            )
         shape = linear_shape(module)
         if shape is None or getattr(module, "weight", None) is None:
             continue

@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from invarlock_hf.blocks import language_config, layer_structure
 from invarlock_hf.loading import newly_initialized
 from invarlock_hf.models import input_device
 from invarlock_hf.quantization import detect_quantization
-from invarlock_hf.blocks import language_config, layer_structure
 from invarlock_hf.structure import config_structure, role_of_class
-
 
 N_PARAMS_SCOPE = (
     "every distinct parameter tensor of the whole model object (all towers, embeddings and heads; "
@@ -197,7 +196,10 @@ def meta_model(config: Any, auto_class: str = "AutoModelForCausalLM", dtype: str
     try:
         if dtype is not None:
             torch.set_default_dtype(getattr(torch, dtype))
-        with torch.device("meta"), no_init_weights() if callable(no_init_weights) else contextlib.nullcontext():
+        with (
+            torch.device("meta"),
+            no_init_weights() if callable(no_init_weights) else contextlib.nullcontext(),
+        ):
             model = getattr(transformers, auto_class).from_config(config)
     finally:
         torch.set_default_dtype(previous)

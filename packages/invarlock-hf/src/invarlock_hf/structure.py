@@ -174,7 +174,7 @@ def config_field(config: Any, name: str) -> Any:
         return stored[name]
     try:
         return getattr(config, name, None)
-    except Exception:  # noqa: BLE001 - e.g. AmbiguousGlobalPerLayerAttributeError
+    except Exception:
         return None
 
 

@@ -616,13 +616,18 @@ def structure_contradictions(model: Any, description: dict[str, Any]) -> list[st
     if problems:
         return problems
     distinct = {id(p): p for p in model.parameters()}
-    if description["n_params"] != sum(p.numel() for p in distinct.values()) and description["quantization"] is None:
+    if (
+        description["n_params"] != sum(p.numel() for p in distinct.values())
+        and description["quantization"] is None
+    ):
         problems.append("n_params is not the number of distinct parameters")
     unverified = {entry["field"] for entry in description.get("unresolved", []) if entry["layers"] is None}
     if "n_layer" in unverified:
         return problems  # no blocks in the modules: nothing per layer to check against
     # Which lists are the language model's comes from describe's own locator; what is in them does not.
-    blocks = [module for _, modules in text_stacks(block_stacks(model), description["role"]) for module in modules]
+    blocks = [
+        module for _, modules in text_stacks(block_stacks(model), description["role"]) for module in modules
+    ]
     if len(blocks) != description["n_layer"] and description["model_type"] != "albert":
         problems.append(f"n_layer {description['n_layer']} but the modules hold {len(blocks)} blocks")
         return problems
@@ -647,7 +652,11 @@ def structure_contradictions(model: Any, description: dict[str, Any]) -> list[st
         if kind in ("mamba", "ssm") and not any(n.endswith("A_log") for n, _ in block.named_parameters()):
             problems.append(f"layer {index}: {kind} but the block has no state-space parameters")
     hidden = description["hidden_size"]
-    if hidden and blocks and not any(hidden in {int(d) for p in b.parameters() for d in p.shape} for b in blocks[:1]):
+    if (
+        hidden
+        and blocks
+        and not any(hidden in {int(d) for p in b.parameters() for d in p.shape} for b in blocks[:1])
+    ):
         problems.append(f"hidden_size {hidden} is no dimension of the first block's weights")
     try:
         output = model.get_output_embeddings()
@@ -670,12 +679,12 @@ def sweep_record(kind: str, model_type: str) -> tuple[str, list[str], float]:
 
     try:
         model = build_on_meta(kind, model_type)
-    except Exception as exc:  # noqa: BLE001 - a type transformers cannot build is recorded, not described
+    except Exception as exc:
         return f"not built: {type(exc).__name__}", [], 0.0
     start = time.perf_counter()
     try:
         description = describe_model(model)
-    except Exception as exc:  # noqa: BLE001 - recorded as the sweep's "error" status
+    except Exception as exc:
         return f"error: {type(exc).__name__}: {exc}", [], time.perf_counter() - start
     seconds = time.perf_counter() - start
     contradictions = structure_contradictions(model, description)

@@ -36,7 +36,9 @@ def add_parser(commands: Any) -> None:
         help="describe from config.json alone on the meta device (no weights loaded), with a memory estimate",
     )
     parser.add_argument("--revision", help="hub revision of the config (--config-only)")
-    parser.add_argument("--json", action="store_true", help="print JSON (schema docs/schemas/describe.v1.json)")
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON (schema docs/schemas/describe.v1.json)"
+    )
     parser.set_defaults(handler=_describe_command)
 
 
@@ -49,7 +51,9 @@ def _describe_command(args: argparse.Namespace) -> int:
     if args.config_only:
         description = describe_config(args.model, options, revision=args.revision)
         adapter_info: dict[str, Any] | None = None
-        headline = f"{args.model}  (from {description.get('config_source', 'config.json')}, no weights loaded)"
+        headline = (
+            f"{args.model}  (from {description.get('config_source', 'config.json')}, no weights loaded)"
+        )
     else:
         chosen = pipeline.choose_adapter(args.model, args.adapter, flag="--adapter", load_options=options)
         model = pipeline.load_model(chosen, args.model, "model", args.device, options)
@@ -83,7 +87,9 @@ def describe_config(model_id: str, options: dict[str, Any], *, revision: str | N
     if revision:
         hook_options["revision"] = revision
     with hub_offline_unless_allowed():
-        description = get_plugin_manager().hook.invarlock_describe_config(model_id=model_id, options=hook_options)
+        description = get_plugin_manager().hook.invarlock_describe_config(
+            model_id=model_id, options=hook_options
+        )
     if description is None:
         raise AdapterNotFoundError(
             f"no installed plugin can describe {model_id} from its config alone; pip install invarlock-hf"
@@ -98,7 +104,9 @@ def describe_text(description: Mapping[str, Any], headline: str) -> list[str]:
     """The description as lines of at most 80 columns: the model, then its layers grouped into ranges."""
     d = description
     lines = _wrap(headline, "")
-    name = d["model_type"] + (f" (language model {d['language_model_type']})" if d.get("language_model_type") else "")
+    name = d["model_type"] + (
+        f" (language model {d['language_model_type']})" if d.get("language_model_type") else ""
+    )
     lines += _field("model", f"{name}, {d['model_class']}, {d['role']}")
     scope = ", the whole model (all towers, tied tensors once)" if d.get("n_params_scope") else ""
     lines += _field("parameters", f"{_count(d['n_params'])}{scope}")
@@ -106,14 +114,17 @@ def describe_text(description: Mapping[str, Any], headline: str) -> list[str]:
     lines += _field("dtype", f"{d['dtype']} on {d['device']}")
     split = d.get("encoder_decoder")
     if split:
-        lines += _field("blocks", f"{d['n_layer']}: encoder {split['encoder_layers']}, decoder {split['decoder_layers']}")
+        lines += _field(
+            "blocks", f"{d['n_layer']}: encoder {split['encoder_layers']}, decoder {split['decoder_layers']}"
+        )
     else:
         lines += _field("blocks", str(d["n_layer"]))
     lines += _field("attention", ", ".join(_runs(d, _attention_word)) or "none")
     lines += _field("mlp", ", ".join(_runs(d, _mlp_word)) or "none")
     if d.get("towers"):
         towers = [
-            f"{key} {tower['n_layer']} blocks, width {tower['hidden_size']}, {_count(tower['n_params'])} parameters"
+            f"{key} {tower['n_layer']} blocks, width {tower['hidden_size']}, "
+            f"{_count(tower['n_params'])} parameters"
             for key, tower in d["towers"].items()
         ]
         lines += _field("towers", "; ".join(towers))
@@ -133,7 +144,8 @@ def describe_text(description: Mapping[str, Any], headline: str) -> list[str]:
             lines += _field(
                 "packed",
                 f"{packed['method']} {packed['bits']}-bit: {_bytes(packed['bytes'])} "
-                f"({packed['quantized_linears']} linear layers packed, the rest in {packed['unquantized_dtype']})",
+                f"({packed['quantized_linears']} linear layers packed, "
+                f"the rest in {packed['unquantized_dtype']})",
             )
         elif packed:
             lines += _field("packed", f"{packed['method']}: not computed, {packed['refused']}")
