@@ -15,7 +15,7 @@ import nox
 ROOT = Path(__file__).parent
 PACKAGES = ROOT / "packages"
 CONSTRAINTS = ("-c", str(ROOT / "constraints" / "test.txt"))
-DISTRIBUTIONS = ("core", "hf", "onnx", "bnb", "awq", "gptq")
+DISTRIBUTIONS = ("core", "torch", "hf", "onnx", "bnb", "packed", "awq", "gptq", "peft", "compressed", "gguf")
 
 nox.options.default_venv_backend = "venv"  # pip sees the local torch wheel; uv does not
 nox.options.error_on_missing_interpreters = True
@@ -49,25 +49,32 @@ def core(session: nox.Session) -> None:
 
 
 @nox.session
+def torch(session: nox.Session) -> None:
+    """invarlock-torch, the snapshot engine, on plain PyTorch models: no transformers in this venv."""
+    install(session, package("core", "testing"), package("torch", "test"))
+    pytest(session, "packages/invarlock-torch/tests")
+
+
+@nox.session
 @nox.parametrize("transformers", ["5", "4.57"])
 def hf(session: nox.Session, transformers: str) -> None:
     """invarlock-hf on transformers 5.x and on 4.57.x (the ONNX stack needs 4.57)."""
     pin = "transformers>=5,<6" if transformers == "5" else "transformers>=4.57,<4.58"
-    install(session, package("core", "testing"), package("hf", "test"), pin)
+    install(session, package("core", "testing"), package("torch"), package("hf", "test"), pin)
     pytest(session, "packages/invarlock-hf/tests")
 
 
 @nox.session
 def onnx(session: nox.Session) -> None:
     """invarlock-onnx: optimum-onnx pins transformers<4.58."""
-    install(session, package("core", "testing"), package("hf"), package("onnx", "test"))
+    install(session, package("core", "testing"), package("torch"), package("hf"), package("onnx", "test"))
     pytest(session, "packages/invarlock-onnx/tests")
 
 
 @nox.session
 def bnb(session: nox.Session) -> None:
     """invarlock-bnb on bitsandbytes' CPU backend (8-bit and 4-bit); tests marked gpu skip without CUDA."""
-    install(session, package("core", "testing"), package("hf"), package("bnb", "test"))
+    install(session, package("core", "testing"), package("torch"), package("hf"), package("bnb", "test"))
     pytest(session, "packages/invarlock-bnb/tests")
 
 
@@ -86,24 +93,94 @@ def gptqmodel_env(session: nox.Session) -> dict[str, str]:
 
 @nox.session
 def gptq(session: nox.Session) -> None:
-    """invarlock-gptq: gptqmodel quantizes tiny models on CPU in the session; gpu tests skip without CUDA."""
+    """invarlock-gptq, and the tests of invarlock-packed (the library it shares with invarlock-awq):
+    gptqmodel quantizes tiny models on CPU in the session; gpu tests skip without CUDA."""
     session.env.update(gptqmodel_env(session))
-    install(session, package("core", "testing"), package("hf"), package("gptq", "test"))
-    pytest(session, "packages/invarlock-gptq/tests")
+    install(
+        session,
+        package("core", "testing"),
+        package("torch"),
+        package("hf"),
+        package("packed", "test"),
+        package("gptq", "test"),
+    )
+    pytest(session, "packages/invarlock-packed/tests", "packages/invarlock-gptq/tests")
 
 
 @nox.session
 def awq(session: nox.Session) -> None:
-    """invarlock-awq, built on invarlock-gptq's shared gptqmodel loader."""
+    """invarlock-awq, built on invarlock-packed; invarlock-gptq is not installed (awq must not need it)."""
     session.env.update(gptqmodel_env(session))
-    install(session, package("core", "testing"), package("hf"), package("gptq"), package("awq", "test"))
+    install(
+        session,
+        package("core", "testing"),
+        package("torch"),
+        package("hf"),
+        package("packed"),
+        package("awq", "test"),
+    )
     pytest(session, "packages/invarlock-awq/tests")
+
+
+@nox.session
+def peft(session: nox.Session) -> None:
+    """invarlock-peft on transformers 5, with invarlock-bnb for the QLoRA (4-bit base) tests."""
+    install(
+        session,
+        package("core", "testing"),
+        package("torch"),
+        package("hf"),
+        package("bnb"),
+        package("peft", "test"),
+        "transformers>=5,<6",
+    )
+    pytest(session, "packages/invarlock-peft/tests")
+
+
+@nox.session
+def compressed(session: nox.Session) -> None:
+    """invarlock-compressed: compressed-tensors 0.20 needs transformers 5; fixtures made on the CPU."""
+    install(
+        session,
+        package("core", "testing"),
+        package("torch"),
+        package("hf"),
+        package("compressed", "test"),
+        "transformers>=5,<6",
+    )
+    pytest(session, "packages/invarlock-compressed/tests")
+
+
+@nox.session
+def gguf(session: nox.Session) -> None:
+    """invarlock-gguf: GGUF files written in the session, scored by llama.cpp.
+
+    llama-cpp-python is an sdist: the first run compiles llama.cpp from the package index (CPU
+    build, about 9 minutes on 2 cores). pip keeps the wheel it built in its cache, so later runs
+    (and fresh session venvs on the same machine) install it in seconds.
+    """
+    install(
+        session,
+        package("core", "testing"),
+        package("torch"),
+        package("hf"),
+        package("gguf", "test"),
+        "transformers>=5,<6",
+    )
+    pytest(session, "packages/invarlock-gguf/tests")
 
 
 @nox.session
 def integration(session: nox.Session) -> None:
     """Cross-package tests: third-party sample plugins next to invarlock-core and invarlock-hf."""
-    install(session, package("core", "test"), package("hf"), "-r", "tests-integration/requirements.txt")
+    install(
+        session,
+        package("core", "test"),
+        package("torch"),
+        package("hf"),
+        "-r",
+        "tests-integration/requirements.txt",
+    )
     pytest(session, "tests-integration")
 
 
@@ -135,8 +212,37 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", *LINTED)
 
 
+SOURCES = tuple(str(path) for path in sorted(PACKAGES.glob("invarlock-*/src/*")) if path.is_dir())
+"""Every import package of every distribution in packages/."""
+
+
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict (configured in pyproject.toml) on core and the build tools."""
-    install(session, "mypy", package("core", "test"))
-    session.run("mypy", "packages/invarlock-core/src/invarlock", "tools")
+    """mypy --strict (configured in pyproject.toml) on every package and the build tools.
+
+    torch, transformers and bitsandbytes are installed so the code that uses them is checked
+    against their types; the backends of the onnx, gptq and awq sessions (optimum-onnx,
+    gptqmodel) cannot share one environment with them and read as Any.
+    """
+    install(session, "mypy", package("core", "test"), package("hf"), package("bnb"), "transformers>=5,<6")
+    session.run("mypy", *SOURCES, "tools")
+
+
+LOWEST = ("core", "hf", "bnb")
+"""The distributions the lowest session installs at their dependencies' lower bounds."""
+
+
+@nox.session
+def lowest(session: nox.Session) -> None:
+    """core, hf and bnb with every runtime dependency at its declared lower bound.
+
+    tools/lowest_constraints.py turns the pyproject lower bounds into pins. torch stays at
+    constraints/test.txt's 2.13.0: the only torch that installs here without several GB of CUDA,
+    so the declared torch lower bounds are not what this session tests.
+    """
+    install(session, "packaging")
+    pins = Path(session.create_tmp()) / "lowest-constraints.txt"
+    session.run("python", str(ROOT / "tools" / "lowest_constraints.py"), str(pins), *LOWEST)
+    install(session, "-c", str(pins), *(package(name, "test") for name in LOWEST))
+    for name in LOWEST:
+        pytest(session, f"packages/invarlock-{name}/tests")

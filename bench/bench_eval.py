@@ -8,7 +8,7 @@ both alike:
 
     bare       model(input_ids, attention_mask).logits under torch.inference_mode, then
                cross_entropy of the shifted logits, summed per window
-    invarlock  invarlock.evaluation.scoring.score_windows: adapter.logits (the invarlock_logits
+    invarlock  invarlock.certification.evaluation.scoring.score_windows: adapter.logits (the invarlock_logits
                hook, hf_causal) and the same per-window loss
 
 for two models: the committed demo model (demo/model, ~1M parameters) and a wider random model
@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 
 from invarlock.adapters import get_adapter
-from invarlock.datasets import embedded_corpus
-from invarlock.evaluation.scoring import Framing, score_windows
-from invarlock.evaluation.windows import Window, make_windows, token_stream
+from invarlock.certification.datasets import embedded_corpus
+from invarlock.certification.evaluation.scoring import Framing, score_windows
+from invarlock.certification.evaluation.windows import Window, make_windows, token_stream
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_MODEL = ROOT / "demo" / "model"

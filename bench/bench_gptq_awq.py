@@ -95,7 +95,7 @@ def benchmark_checkpoint(work: Path, method: str) -> Path:
     """The TinyLlama-1.1B-sized ``method`` checkpoint in ``work`` (built once, then reused)."""
     from safetensors.torch import save_file
 
-    from invarlock_gptq.testing import quantize_checkpoint, save_base_checkpoint
+    from invarlock_packed.testing import quantize_checkpoint, save_base_checkpoint
 
     target = work / f"tinyllama-1.1b-{method}"
     if (target / "config.json").exists():

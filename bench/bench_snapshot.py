@@ -1,13 +1,15 @@
-"""Benchmark the invarlock-hf snapshot engine against bare PyTorch doing the same bytes.
+"""Benchmark the snapshot engine (invarlock-torch) against bare PyTorch doing the same bytes.
 
-    python bench/bench_snapshot.py [--repeats 11] [--dir DIR] [--operations ...]
+    python bench/bench_snapshot.py [--repeats 11] [--dir DIR] [--shard-bytes N] [--operations ...]
 
 On a GPT-2-small-shaped model (GPT2Config defaults, random init, fp32, ~500 MB), the engine's
 functions (take_snapshot, restore_snapshot, write_chunked_snapshot, restore_chunked_snapshot) are
 timed in one process against bare PyTorch doing the same bytes; snapshot_timing.py describes the
 baselines, the targets and the table. "Every tensor" is every distinct tensor (GPT-2's tied
 embedding once), which is what both sides copy. The chunked files go to --dir (default: the system
-temp dir). The chunked snapshot checksums on a second thread, so on an idle machine its wall-time
+temp dir), in shards of --shard-bytes (default: the engine's, which holds this model in one shard;
+smaller shards make a multi-shard restore, which reads and verifies every shard but the last
+twice). The chunked snapshot checksums on a second thread, so on an idle machine its wall-time
 ratio is below its CPU-time ratio.
 
 Extra peak memory of a snapshot is measured in a fresh child process per measurement: the child
@@ -72,7 +74,7 @@ def _status_kib(field: str) -> int:
 
 def measure_memory_child(operation: str) -> None:
     """Run in a child: print the extra peak RSS (bytes) of one operation, and the model's bytes."""
-    from invarlock_hf.snapshot import take_snapshot
+    from invarlock_torch import take_snapshot
 
     model = build_model()
     tensors = list(distinct_tensors(model).values())
@@ -105,6 +107,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--dir", type=Path, default=None, help="where chunked snapshots are written")
+    parser.add_argument("--shard-bytes", type=int, default=None, help="shard size of the chunked snapshots")
     parser.add_argument("--operations", nargs="+", choices=[*TARGETS, "memory"], default=[*TARGETS, "memory"])
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -113,7 +116,7 @@ def main() -> int:
         measure_memory_child(args.memory_child)
         return 0
 
-    from invarlock_hf.snapshot import (
+    from invarlock_torch import (
         chunked,
         restore_chunked_snapshot,
         restore_snapshot,
@@ -134,7 +137,9 @@ def main() -> int:
     engine = SnapshotOperations(
         snapshot=lambda: take_snapshot(model),
         restore=lambda saved: restore_snapshot(model, saved),
-        snapshot_chunked=lambda directory: write_chunked_snapshot(model, directory),
+        snapshot_chunked=lambda directory: write_chunked_snapshot(
+            model, directory, shard_bytes=args.shard_bytes
+        ),
         restore_chunked=lambda path: restore_chunked_snapshot(model, path),
     )
     operations = [name for name in args.operations if name in TARGETS]

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from invarlock.adapters import get_adapter
-from invarlock.edits.quant_rtn import apply_quant_rtn
+from invarlock.certification.edits.quant_rtn import apply_quant_rtn
 
 MODEL = Path(__file__).resolve().parent / "model"
 EDITS = {"rtn8": 8, "rtn2": 2}

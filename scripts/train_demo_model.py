@@ -23,7 +23,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from invarlock.datasets import embedded_corpus
+from invarlock.certification.datasets import embedded_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 END_OF_TEXT = "<|endoftext|>"

@@ -25,13 +25,13 @@ import pytest
 
 from invarlock import hookimpl
 from invarlock.adapters import Adapter, get_adapter
+from invarlock.certification.datasets import embedded_corpus
+from invarlock.certification.edits.quant_rtn import apply_quant_rtn
+from invarlock.certification.run import SnapshotPlan, _restore_and_prove, state_digests
 from invarlock.cli import main
-from invarlock.datasets import embedded_corpus
-from invarlock.edits.quant_rtn import apply_quant_rtn
 from invarlock.errors import RestoreVerificationError
 from invarlock.manager import DISABLE_ENV, reset_plugin_manager
-from invarlock.runner import SnapshotPlan, _restore_and_prove, state_digests
-from invarlock.testing import model_state, states_bit_equal
+from invarlock.testing import differing_tensors, full_state
 from invarlock.types import AdapterSpec, GuardSupport, Role, SnapshotSupport
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -351,6 +351,24 @@ def test_subject_without_tokenizer_is_scored_with_the_baseline_tokenizer(
 
 
 @pytest.mark.parametrize("kind", ["masked_lm", "seq2seq"])
+def test_subject_without_tokenizer_files_of_any_role_falls_back_to_the_baseline_tokenizer(
+    capsys: pytest.CaptureFixture[str], root: Path, tokenizer: Any, tmp_path: Path, kind: str
+) -> None:
+    # transformers 5 builds a near-empty tokenizer for such a directory; the files decide instead.
+    baseline = save_model(kind, root / f"{kind}-fallback", tokenizer)
+    bare = tmp_path / "bare"
+    shutil.copytree(baseline, bare, ignore=shutil.ignore_patterns("tokenizer*"))
+    code, _, err = certify(
+        capsys, "--baseline", str(baseline), "--subject", str(bare), "--out", str(tmp_path / "c"), *FAST
+    )
+    assert code == 0, err
+    block = read_certificate(tmp_path / "c")["tokenizer"]
+    assert block["shared"] is False
+    assert block["note"].startswith(f"the subject has no loadable tokenizer ({bare} holds no tokenizer files")
+    assert block["note"].endswith("it was scored with the baseline's")
+
+
+@pytest.mark.parametrize("kind", ["masked_lm", "seq2seq"])
 def test_other_roles_use_their_own_metric(
     capsys: pytest.CaptureFixture[str], root: Path, tokenizer: Any, tmp_path: Path, kind: str, validate: Any
 ) -> None:
@@ -625,7 +643,7 @@ def test_restore_proof_catches_a_restore_that_did_nothing(causal: Path) -> None:
     model = adapter.load_model(causal, device="cpu")
     reference = state_digests(model)
     snapshot = adapter.snapshot(model)
-    before = model_state(model)
+    before = full_state(model)
     apply_quant_rtn(model, bitwidth=2, group_size=16)
 
     class NoRestore(Adapter):
@@ -638,7 +656,7 @@ def test_restore_proof_catches_a_restore_that_did_nothing(causal: Path) -> None:
         _restore_and_prove(NoRestore(), model, SnapshotPlan("memory", "test"), snapshot, reference)
     proof = _restore_and_prove(adapter, model, SnapshotPlan("memory", "test"), snapshot, reference)
     assert proof["verified"] is True
-    assert not states_bit_equal(before, model_state(model))
+    assert not differing_tensors(before, full_state(model))
 
 
 def test_run_config_errors_exit_2(capsys: pytest.CaptureFixture[str], causal: Path, tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
 """A third-party adapter written with hookimpls only, installed next to invarlock-core.
 
 The sample distribution lives in plugins/invarlock-tinylinear (tests-integration/requirements.txt
-installs it, and the broken sample next to it). It must show up as a third-party adapter, be
-reachable through get_adapter and resolve_adapter, and pass the same conformance kit as the
-first-party adapters.
+installs it, and the broken sample next to it). It must show up as a third-party adapter and pass
+the same conformance kit as the first-party adapters (which covers loading, resolution, logits,
+snapshots and every refusal); what is left here is what only this plugin can know.
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ import pytest
 import torch
 from invarlock_tinylinear.config import TinyLinearConfig
 from invarlock_tinylinear.model import TinyLinearLM, save_pretrained
-from invarlock_tinylinear.plugin import TinyLinearAdapter
 
-from invarlock.adapters import get_adapter, resolve_adapter
-from invarlock.errors import ModelLoadError, SnapshotCorruptError
+from invarlock.adapters import get_adapter
 from invarlock.testing import AdapterConformance
 
 
@@ -66,42 +64,9 @@ def test_listed_as_third_party_and_ready() -> None:
     assert tiny["backend_version"] == torch.__version__
 
 
-def test_get_adapter_returns_the_plugins_class() -> None:
-    adapter = get_adapter("tinylinear")
-    assert type(adapter) is TinyLinearAdapter
-    assert adapter.name == "tinylinear"
-
-
-def test_resolve_adapter_picks_tinylinear_for_its_checkpoints(tmp_path: Path) -> None:
-    resolution = resolve_adapter(build_checkpoint(tmp_path, seed=0))
-    assert resolution.adapter == "tinylinear"
-    assert "tinylinear" in resolution.reason
-
-
 def test_logits_through_the_adapter_match_the_model(tmp_path: Path) -> None:
     adapter = get_adapter("tinylinear")
     model = adapter.load_model(build_checkpoint(tmp_path, seed=0))
     input_ids = torch.tensor([[1, 2, 3, 4]])
     logits = adapter.logits(model, {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)})
-    assert logits.shape == (1, 4, 128)
     assert torch.equal(logits, model(input_ids))
-
-
-def test_not_a_checkpoint_is_a_load_error_naming_the_path(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match=str(tmp_path)):
-        get_adapter("tinylinear").load_model(tmp_path)
-
-
-def test_tampered_chunked_snapshot_is_refused_and_model_untouched(tmp_path: Path) -> None:
-    adapter = get_adapter("tinylinear")
-    model = adapter.load_model(build_checkpoint(tmp_path / "ckpt", seed=0))
-    path = adapter.snapshot_chunked(model, tmp_path / "snapshots", shard_bytes=4096)
-    shards = sorted(path.glob("shard-*.safetensors"))
-    assert len(shards) > 1, "shard_bytes was not honoured"
-    with torch.no_grad():
-        model.embed.weight.add_(1.0)
-    before = model.embed.weight.clone()
-    shards[0].write_bytes(shards[0].read_bytes()[:-8])
-    with pytest.raises(SnapshotCorruptError, match="checksum"):
-        adapter.restore_chunked(model, path)
-    assert torch.equal(model.embed.weight, before)

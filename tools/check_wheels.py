@@ -2,7 +2,7 @@
 
 Usage: python tools/check_wheels.py DIST_DIR
 
-- invarlock-core alone: `invarlock plugins adapters --json` lists the eight first-party adapters,
+- invarlock-core alone: `invarlock plugins adapters --json` lists every first-party adapter of the catalogue,
   none installed, each with its pip command (or unsupported on this platform).
 - Each adapter wheel, installed with --no-deps next to the core wheel (and the sibling invarlock-*
   wheels it requires), plus core's own light requirements (pluggy, packaging...) but no torch or
@@ -11,6 +11,9 @@ Usage: python tools/check_wheels.py DIST_DIR
   adapters appear in `invarlock plugins adapters --json` with any status but `error` (needs_extra
   is expected: the backends are absent). A wheel without entry points (a package whose issue has
   not landed) is checked for importability only.
+- Each library wheel (LIBRARIES: invarlock-torch, invarlock-packed), next to core without torch: it
+  declares no `invarlock` entry point (a library is not an adapter, the listing must not change),
+  its package imports without importing torch or transformers, and declares its names in `__all__`.
 - The `invarlock` meta-distribution: depends on invarlock-core and keeps its extras.
 
 Exits 1 if any check fails, after running them all.
@@ -34,7 +37,16 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 CORE = "invarlock-core"
 META = "invarlock"
-META_EXTRAS = ("adapters", "hf", "onnx", "gpu", "awq", "gptq")
+META_EXTRAS = ("adapters", "hf", "onnx", "gpu", "awq", "gptq", "peft", "compressed", "gguf")
+LIBRARIES = frozenset({"invarlock-torch", "invarlock-packed"})
+"""Library distributions: shared engines other distributions depend on, with no plugin of their own."""
+
+CHECK_LIBRARY = """
+import importlib, json, sys
+module = importlib.import_module(sys.argv[1])
+heavy = sorted(m for m in ("torch", "transformers") if m in sys.modules)
+print(json.dumps({"all": list(getattr(module, "__all__", [])), "heavy": heavy}))
+"""
 
 LOAD_ENTRY_POINTS = """
 import json, sys
@@ -148,8 +160,19 @@ class Checker:
         python = self.venv("core", [self.wheels[CORE]])
         listing = self.invarlock_json(python, "plugins", "adapters")
         items = listing["adapters"]
-        if len(items) != 8 or any(item["origin"] != "first-party" for item in items):
-            self.fail(CORE, f"expected the eight first-party adapters, got {[i['name'] for i in items]}")
+        # The catalogue is the one list of first-party adapters; read it from the installed core.
+        catalogue = subprocess.run(
+            [str(python), "-c", "from invarlock.catalogue import FIRST_PARTY; print(len(FIRST_PARTY))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        expected_count = int(catalogue.stdout)
+        if len(items) != expected_count or any(item["origin"] != "first-party" for item in items):
+            self.fail(
+                CORE,
+                f"expected the {expected_count} first-party adapters, got {[i['name'] for i in items]}",
+            )
         for item in items:
             expected = f"pip install {item['distribution']}"
             if item["status"] == "needs_extra" and item["install"] == expected:
@@ -208,6 +231,27 @@ class Checker:
                 fix = f" -> {item['install']}" if item["install"] else ""
                 print(f"  ok   {item['name']}: {item['status']}{fix}")
 
+    def check_library(self, wheel: Wheel) -> None:
+        siblings = [self.wheels[name] for name in wheel.sibling_requirements if name in self.wheels]
+        print(f"{wheel.name}: library, with {CORE} and no torch")
+        if wheel.entry_points:
+            self.fail(wheel.name, f"a library declares invarlock entry points {sorted(wheel.entry_points)}")
+        python = self.venv(wheel.name, [wheel, *siblings, self.wheels[CORE]])
+        for package in wheel.top_level_packages:
+            done = subprocess.run(
+                [str(python), "-c", CHECK_LIBRARY, package], capture_output=True, text=True, check=False
+            )
+            if done.returncode != 0:
+                self.fail(wheel.name, f"importing {package} failed: {done.stderr.strip().splitlines()[-1]}")
+                continue
+            result = json.loads(done.stdout)
+            if result["heavy"]:
+                self.fail(wheel.name, f"importing {package} imported {result['heavy']}")
+            elif not result["all"]:
+                self.fail(wheel.name, f"{package} declares no public names (__all__)")
+            else:
+                print(f"  ok   {package} imports without torch; {len(result['all'])} public names")
+
     def check_meta(self, wheel: Wheel) -> None:
         print(f"{META}: meta-distribution metadata")
         metadata = wheel.metadata
@@ -238,7 +282,9 @@ def main(argv: list[str]) -> int:
         checker = Checker(wheels, Path(workdir))
         checker.check_core_alone()
         for wheel in sorted(wheels.values(), key=lambda w: w.name):
-            if wheel.name not in (CORE, META):
+            if wheel.name in LIBRARIES:
+                checker.check_library(wheel)
+            elif wheel.name not in (CORE, META):
                 checker.check_adapter(wheel)
         checker.check_meta(wheels[META])
     if checker.failures:

@@ -12,8 +12,8 @@ import torch
 from invarlock.adapters import get_adapter, resolve_adapter
 from invarlock.errors import ModelLoadError, UnsupportedOperationError
 from invarlock.readiness import Status
-from invarlock.testing import AdapterConformance, model_state, mutate_weights, states_bit_equal
-from invarlock_gptq.testing import (
+from invarlock.testing import AdapterConformance, differing_tensors, full_state, mutate_weights
+from invarlock_packed.testing import (
     LLAMA_LINEARS,
     batch,
     copy_with_quantization_config,
@@ -38,6 +38,11 @@ class TestConformance(AdapterConformance):
     @classmethod
     def other_model_id(cls, opt_awq: Path) -> str:
         return str(opt_awq)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def tokenizer_model_id(cls, llama_base: Path) -> str:
+        return str(llama_base)  # the full-precision checkpoint the quantized one was made from
 
 
 class TestConformanceFloat32(TestConformance):
@@ -84,9 +89,9 @@ def test_forward_leaves_the_packed_tensors_as_loaded(llama_awq: Path, dtype: str
     """What makes a snapshot taken before any scoring valid afterwards."""
     adapter = get_adapter("hf_awq")
     model = adapter.load_model(llama_awq, device="cpu", dtype=dtype)
-    before = model_state(model)
+    before = full_state(model)
     adapter.logits(model, batch())
-    assert states_bit_equal(before, model_state(model)) == []
+    assert differing_tensors(before, full_state(model)) == []
 
 
 @pytest.mark.parametrize("chunked", [False, True])
@@ -115,10 +120,10 @@ def test_bfloat16_is_refused_with_the_reason(llama_awq: Path, dtype: str, shown:
 @pytest.mark.parametrize("call", [lambda m: m.to("cpu"), lambda m: m.cpu(), lambda m: m.cuda()])
 def test_moving_the_model_is_refused(llama_awq: Path, call: Any) -> None:
     model = get_adapter("hf_awq").load_model(llama_awq, device="cpu")
-    before = model_state(model)
+    before = full_state(model)
     with pytest.raises(UnsupportedOperationError, match=r'hf_awq.*load_model\(path, device="cuda"\)'):
         call(model)
-    assert states_bit_equal(before, model_state(model)) == []
+    assert differing_tensors(before, full_state(model)) == []
 
 
 def test_hf_auto_picks_hf_awq_from_config_json(llama_awq: Path) -> None:
@@ -206,7 +211,7 @@ def test_loads_gemm_on_cuda_with_the_cpu_logits(llama_awq: Path) -> None:
 def test_gemv_quantized_on_cuda_loads_there_and_restores(llama_base: Path, tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
-    from invarlock_gptq.testing import quantize_checkpoint
+    from invarlock_packed.testing import quantize_checkpoint
 
     gemv = quantize_checkpoint(llama_base, tmp_path / "gemv", "awq_gemv", group_size=64, device="cuda")
     adapter = get_adapter("hf_awq")
@@ -218,3 +223,25 @@ def test_gemv_quantized_on_cuda_loads_there_and_restores(llama_base: Path, tmp_p
     mutate_weights(model)
     adapter.restore(model, snapshot)
     assert torch.equal(adapter.logits(model, batch()), logits)
+
+
+def test_installing_invarlock_awq_does_not_install_hf_gptq() -> None:
+    # What AWQ shares with GPTQ comes from invarlock-packed, a library with no plugin: nothing that
+    # invarlock-awq requires registers hf_gptq.
+    from importlib.metadata import distribution
+
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    pending = ["invarlock-awq"]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for line in distribution(name).requires or []:
+            requirement = Requirement(line)
+            if requirement.name.startswith("invarlock-") and not requirement.marker:
+                pending.append(requirement.name)
+    assert "invarlock-gptq" not in seen
+    assert "invarlock-packed" in seen

@@ -15,10 +15,10 @@ from bitsandbytes.functional import _convert_weight_packed_for_cpu
 
 from invarlock.adapters import get_adapter
 from invarlock.errors import SnapshotMismatchError, UnsupportedOperationError
-from invarlock.testing import AdapterConformance, model_state, mutate_weights, states_bit_equal
+from invarlock.testing import AdapterConformance, differing_tensors, full_state, mutate_weights
 from invarlock_bnb.layers import quantization_state
-from invarlock_hf.snapshot import take_snapshot
-from invarlock_hf.testing import save_tiny_checkpoint
+from invarlock_hf.testing import save_tiny_checkpoint, save_tiny_tokenizer
+from invarlock_torch import take_snapshot
 
 
 def mutate_everything(model: Any) -> None:
@@ -34,6 +34,11 @@ def mutate_everything(model: Any) -> None:
 
 class BnbConformance(AdapterConformance):
     adapter_name = "hf_bnb"
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def tokenizer_model_id(cls, tmp_path_factory: pytest.TempPathFactory) -> str:
+        return str(save_tiny_tokenizer(tmp_path_factory.mktemp("tokenizer")))
 
     def mutate(self, model: Any) -> None:
         # state_dict() carries SCB / absmax / quant maps, so the kit's bit-exact check covers them
@@ -54,6 +59,13 @@ class TestInt8Conformance(BnbConformance):
     def other_model_id(cls, gpt2_path: Path) -> str:
         return str(gpt2_path)
 
+    @pytest.fixture(scope="class")
+    @classmethod
+    def expected_resolution(cls) -> str:
+        # A full-precision checkpoint: on its own it resolves to hf_causal; the load options choose
+        # bitsandbytes.
+        return "hf_causal"
+
 
 class TestNF4DoubleQuantConformance(BnbConformance):
     load_kwargs: ClassVar[dict[str, Any]] = {
@@ -71,6 +83,13 @@ class TestNF4DoubleQuantConformance(BnbConformance):
     @classmethod
     def other_model_id(cls, llama_path: Path) -> str:
         return str(llama_path)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def expected_resolution(cls) -> str:
+        # A full-precision checkpoint: on its own it resolves to hf_causal; the load options choose
+        # bitsandbytes.
+        return "hf_causal"
 
 
 class TestQuantizedCheckpointConformance(BnbConformance):
@@ -112,7 +131,7 @@ def test_snapshot_holds_the_quantization_state(adapter: Any, model: Any) -> None
 def test_edit_then_restore_gives_identical_logits(
     adapter: Any, model: Any, inputs: Any, chunked: bool, tmp_path: Path
 ) -> None:
-    logits, before = adapter.logits(model, inputs), model_state(model)
+    logits, before = adapter.logits(model, inputs), full_state(model)
     saved = adapter.snapshot_chunked(model, tmp_path) if chunked else adapter.snapshot(model)
     mutate_everything(model)
     assert not torch.equal(adapter.logits(model, inputs), logits)
@@ -121,7 +140,7 @@ def test_edit_then_restore_gives_identical_logits(
     else:
         adapter.restore(model, saved)
     assert torch.equal(adapter.logits(model, inputs), logits)
-    assert not states_bit_equal(before, model_state(model))
+    assert not differing_tensors(before, full_state(model))
 
 
 def test_restore_of_only_the_included_modules(adapter: Any, inputs: Any, llama_path: Path) -> None:
@@ -182,23 +201,23 @@ def test_layer_requantized_differently_is_refused_untouched(
     mutate_everything(model)
     # Same tensors, shapes and dtypes; only the quant type differs: values alone cannot restore it.
     model.transformer.h[0].mlp.c_fc.weight.quant_state.quant_type = "fp4"
-    edited = model_state(model)
+    edited = full_state(model)
     changed = r"h\.0\.mlp\.c_fc: quant_type is 'fp4' in the model, 'nf4' in the snapshot"
     with pytest.raises(SnapshotMismatchError, match=changed):
         if chunked:
             adapter.restore_chunked(model, saved)
         else:
             adapter.restore(model, saved)
-    assert not states_bit_equal(edited, model_state(model))
+    assert not differing_tensors(edited, full_state(model))
 
 
 def test_snapshot_without_quantization_state_is_refused(adapter: Any, llama_path: Path) -> None:
     model = adapter.load_model(llama_path, device="cpu")
     weights_only = take_snapshot(model)  # the plain engine: parameters and buffers only
-    before = model_state(model)
+    before = full_state(model)
     with pytest.raises(SnapshotMismatchError, match=r"\.SCB is in the model but not in the snapshot"):
         adapter.restore(model, weights_only)
-    assert not states_bit_equal(before, model_state(model))
+    assert not differing_tensors(before, full_state(model))
 
 
 def test_replaced_int8_weight_cannot_be_snapshotted(adapter: Any, llama_path: Path, inputs: Any) -> None:
@@ -239,9 +258,9 @@ def test_layer_repacked_for_cpu_after_snapshot_is_refused(
     layer.weight.data, layer.weight.quant_state = packed_weight, packed_state
     saved = adapter.snapshot(model)  # a repacked layer is captured as it is
     mutate_everything(model)
-    before = model_state(model)  # state_dict() unpacks the layer again, lossily, as bitsandbytes does
+    before = full_state(model)  # state_dict() unpacks the layer again, lossily, as bitsandbytes does
     assert not getattr(layer.weight.quant_state, "packing_format_for_cpu", False)
     changed = r"h\.1\.attn\.c_attn: cpu_packed is False in the model, True in the snapshot"
     with pytest.raises(SnapshotMismatchError, match=changed):
         adapter.restore(model, saved)
-    assert not states_bit_equal(before, model_state(model))
+    assert not differing_tensors(before, full_state(model))

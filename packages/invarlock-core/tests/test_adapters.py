@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import types
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,11 @@ from invarlock.errors import (
     DependencyMissingError,
     DescriptionError,
     NetworkDisabledError,
+    PluginHookError,
+    SnapshotMismatchError,
+    UnsupportedOperationError,
 )
-from invarlock.manager import get_plugin_manager
+from invarlock.manager import PluginFaultWarning, get_plugin_manager
 from invarlock.types import AdapterSpec, Resolution, Role, SnapshotSupport
 
 
@@ -201,13 +206,16 @@ def test_uncached_hub_id_offline_names_the_network_switch(
     assert isinstance(caught.value.__cause__, OSError)
 
 
-def test_with_network_allowed_the_backend_error_is_unchanged(
+def test_with_network_allowed_the_backend_error_is_the_owners_plugin_error(
     toy: ToyPlugin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INVARLOCK_ALLOW_NETWORK", "1")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with pytest.raises(OSError, match="someorg/some-model"):
+    expected = r"^plugin toy failed in invarlock_load_model \(OSError: "
+    with pytest.raises(PluginHookError, match=expected) as caught:
         get_adapter("toy").load_model("someorg/some-model")
+    assert isinstance(caught.value.__cause__, OSError)
+    assert "\n" not in str(caught.value)
 
 
 def test_load_model_checks_readiness_first(site: Any) -> None:
@@ -277,12 +285,286 @@ def test_snapshot_operations_go_to_the_plugin_that_recognises_the_model(
     assert toy.calls == ["snapshot"]
 
 
+def test_snapshot_no_is_refused_by_the_plugin_that_recognises_the_model(
+    isolated: None, tmp_path: Path
+) -> None:
+    # The decision (docs/hooks.md, "Snapshot and restore"): the plugin raises, through any adapter.
+    class FrozenPlugin(ToyPlugin):
+        @hookimpl
+        def invarlock_snapshot(self, model: Any, include: Any, same_device: bool) -> Any:
+            if isinstance(model, ToyModel):
+                raise UnsupportedOperationError("toy models cannot be snapshotted; run guards eval-only")
+            return None
+
+    get_plugin_manager().add_plugin(FrozenPlugin(), "frozen")
+    model = get_adapter("frozen_toy").load_model(tmp_path)
+    for name in ("frozen_toy", "toy"):
+        with pytest.raises(UnsupportedOperationError, match=r"^toy models cannot be snapshotted"):
+            get_adapter(name).snapshot(model)
+
+
 def test_resolve_adapter(toy: ToyPlugin) -> None:
     assert resolve_adapter("model.toy") == Resolution("toy", "it is a toy")
     with pytest.raises(AdapterNotFoundError, match="name an adapter explicitly"):
         resolve_adapter("model.other")
 
 
+@pytest.mark.skipif(installed("invarlock-hf"), reason="invarlock-hf is installed in this environment")
+def test_no_resolver_installed_names_its_install(toy: ToyPlugin) -> None:
+    with pytest.raises(AdapterNotFoundError) as caught:
+        resolve_adapter("model.other")
+    assert str(caught.value) == (
+        "no installed plugin can choose an adapter for model.other; hf_auto (invarlock-hf), the "
+        "first-party adapter that chooses per checkpoint, is unavailable: invarlock-hf is not installed "
+        "(pip install invarlock-hf); or name an adapter explicitly (`invarlock plugins adapters` lists them)"
+    )
+
+
+HF_STAND_IN = """
+from invarlock import hookimpl
+from invarlock.adapters import Adapter
+from invarlock.types import AdapterSpec, Resolution, Role
+
+class Auto(Adapter):
+    name = "hf_auto"
+
+@hookimpl
+def invarlock_register_adapters():
+    return [AdapterSpec("hf_auto", Role.ANY, Auto, resolves=True)]
+
+@hookimpl
+def invarlock_resolve_adapter(model_id):
+    return Resolution("hf_causal", "always")
+"""
+
+
+@pytest.mark.skipif(installed("invarlock-hf"), reason="invarlock-hf is installed in this environment")
+def test_with_the_resolver_disabled_the_cli_says_so_instead_of_install(
+    site: Any, cli: Any, tmp_path: Path
+) -> None:
+    site.add_distribution("invarlock-hf", "0.1.0", plugins={"hf": HF_STAND_IN})
+    (tmp_path / "base").mkdir()
+    (tmp_path / "subject").mkdir()
+    env = {**site.env, "INVARLOCK_DISABLE_PLUGINS": "invarlock-hf"}
+    done = cli(
+        "certify", "--baseline", str(tmp_path / "base"), "--subject", str(tmp_path / "subject"), env=env
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"invarlock: error [adapter_not_found]: no installed plugin can choose an adapter for "
+        f"{tmp_path / 'base'}; hf_auto (invarlock-hf), the first-party adapter that chooses per checkpoint, "
+        "is unavailable: hf is disabled by INVARLOCK_DISABLE_PLUGINS; remove it from there to use hf_auto; "
+        "or name an adapter explicitly (`invarlock plugins adapters` lists them)\n"
+    )
+    assert "pip install" not in done.stderr
+
+
 def test_adapter_without_a_name_is_refused() -> None:
     with pytest.raises(AdapterNotFoundError, match="needs a name"):
         Adapter()
+
+
+# -- isolation at call time -------------------------------------------------------------------
+# A fault of a plugin that does not own the request is recorded on it and skipped; a raise of the
+# owner is one PluginHookError naming it. The faulty plugins raise for every request, as a plugin
+# with a bug does.
+
+
+class FaultyPlugin:
+    """Raises a plain exception from every model-keyed and resolution hook, for every request."""
+
+    @hookimpl
+    def invarlock_resolve_adapter(self, model_id: str) -> Resolution | None:
+        raise KeyError("architectures")
+
+    @hookimpl
+    def invarlock_describe(self, model: Any) -> Any:
+        raise AttributeError("'object' has no attribute 'config'")
+
+    @hookimpl
+    def invarlock_snapshot(self, model: Any, include: Any, same_device: bool) -> Any:
+        raise TypeError("unhashable type: 'list'")
+
+
+class FaultyAdapter(Adapter):
+    name = "faulty_adapter"
+
+
+class FaultyWithAdapter(FaultyPlugin):
+    @hookimpl
+    def invarlock_register_adapters(self) -> list[AdapterSpec]:
+        return [AdapterSpec("faulty_adapter", Role.CAUSAL, FaultyAdapter)]
+
+
+class RefusingPlugin:
+    """Raises an InvarLock error: a deliberate answer, never skipped."""
+
+    @hookimpl
+    def invarlock_restore(self, model: Any, snapshot: Any) -> Any:
+        raise SnapshotMismatchError("the snapshot is of another model; take one of this model")
+
+
+class FaultyWrapper:
+    @hookimpl(wrapper=True)
+    def invarlock_describe(self, model: Any) -> Any:
+        description = yield
+        raise ValueError("wrapper bug")
+        return description  # pragma: no cover
+
+
+class OwnerBug(ToyPlugin):
+    """The toy plugin with a bug in its own describe."""
+
+    @hookimpl
+    def invarlock_describe(self, model: Any) -> Any:
+        if not isinstance(model, ToyModel):
+            return None
+        return {}["n_layer"]
+
+
+@pytest.fixture
+def toy_model(isolated: None, tmp_path: Path) -> ToyModel:
+    get_plugin_manager().add_plugin(ToyPlugin(), "toy")
+    model: ToyModel = get_adapter("toy").load_model(tmp_path)
+    return model
+
+
+def faulty() -> None:
+    get_plugin_manager().add_plugin(FaultyPlugin(), "faulty")  # registered last: asked first
+
+
+def test_a_fault_for_a_model_the_plugin_does_not_own_is_skipped_and_recorded(toy_model: ToyModel) -> None:
+    faulty()
+    with pytest.warns(
+        PluginFaultWarning, match=r"plugin faulty failed in invarlock_describe \(AttributeError"
+    ):
+        description = get_adapter("toy").describe(toy_model)
+    assert description["model_type"] == "toy"
+    faults = get_plugin_manager().plugin_records["faulty"].faults
+    assert [(f.hook, f.error) for f in faults] == [
+        ("invarlock_describe", "AttributeError: 'object' has no attribute 'config'")
+    ]
+    assert "test_adapters.py" in faults[0].traceback
+
+
+def test_a_plugins_fault_is_warned_about_once_and_every_fault_recorded(toy_model: ToyModel) -> None:
+    faulty()
+    adapter = get_adapter("toy")
+    with pytest.warns(PluginFaultWarning):
+        adapter.describe(toy_model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second warning would raise here
+        adapter.describe(toy_model)
+        assert adapter.snapshot(toy_model) == {"weights": 1}
+    faults = get_plugin_manager().plugin_records["faulty"].faults
+    assert [f.hook for f in faults] == ["invarlock_describe", "invarlock_describe", "invarlock_snapshot"]
+
+
+def test_a_fault_in_resolution_lets_the_next_plugin_choose(toy_model: ToyModel) -> None:
+    faulty()
+    with pytest.warns(PluginFaultWarning, match="invarlock_resolve_adapter"):
+        assert resolve_adapter("model.toy") == Resolution("toy", "it is a toy")
+
+
+def test_the_faulty_plugins_adapters_show_the_fault_in_the_listing(toy_model: ToyModel) -> None:
+    manager = get_plugin_manager()
+    manager.add_plugin(FaultyWithAdapter(), "faulty")
+    with pytest.warns(PluginFaultWarning):
+        get_adapter("toy").describe(toy_model)
+    rows = {record.name: record for record in manager.adapter_records()}
+    assert rows["toy"].readiness.reason == ""
+    assert rows["faulty_adapter"].readiness.status.value == "ready"
+    assert rows["faulty_adapter"].readiness.reason == (
+        "plugin faulty failed 1 time(s) in this process for requests other plugins answered, first in "
+        "invarlock_describe (AttributeError: 'object' has no attribute 'config')"
+    )
+
+
+def test_a_raise_from_the_owner_is_one_error_naming_the_plugin(isolated: None, tmp_path: Path) -> None:
+    get_plugin_manager().add_plugin(OwnerBug(), "toy")
+    faulty()
+    adapter = get_adapter("toy")
+    model = adapter.load_model(tmp_path)
+    with pytest.raises(PluginHookError) as caught:
+        adapter.describe(model)
+    message = str(caught.value)
+    assert caught.value.code == "plugin_hook_failed"
+    assert message.startswith("plugin toy failed in invarlock_describe (KeyError: 'n_layer')")
+    assert "invarlock plugins --traceback toy" in message
+    assert "\n" not in message
+    assert isinstance(caught.value.__cause__, KeyError)
+    # The faulty plugin was asked first and skipped for the toy model; the owner's raise is not a fault.
+    assert get_plugin_manager().plugin_records["toy"].faults == []
+
+
+def test_a_raise_nobody_else_answers_for_names_the_raising_plugin(toy_model: ToyModel) -> None:
+    faulty()
+    with pytest.raises(PluginHookError, match=r"^plugin faulty failed in invarlock_describe, and no other"):
+        get_adapter("toy").describe(object())
+
+
+def test_a_wrapper_that_raises_is_never_skipped(toy_model: ToyModel) -> None:
+    get_plugin_manager().add_plugin(FaultyWrapper(), "wrapper")
+    with pytest.raises(PluginHookError, match=r"^plugin wrapper failed in invarlock_describe \(ValueError"):
+        get_adapter("toy").describe(toy_model)
+
+
+def test_an_invarlock_error_from_a_plugin_is_its_answer(toy_model: ToyModel) -> None:
+    get_plugin_manager().add_plugin(RefusingPlugin(), "refusing")
+    with pytest.raises(SnapshotMismatchError, match="another model"):
+        get_adapter("toy").restore(toy_model, {"weights": 1})
+    assert get_plugin_manager().plugin_records["refusing"].faults == []
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+PRINTS_AT_IMPORT = """
+print("hello from a chatty plugin")
+from invarlock import hookimpl
+from invarlock.adapters import Adapter
+from invarlock.types import AdapterSpec, Role
+
+class Chatty(Adapter):
+    name = "chatty"
+
+@hookimpl
+def invarlock_register_adapters():
+    print("registering chatty")
+    return [AdapterSpec("chatty", Role.CAUSAL, Chatty)]
+"""
+
+FAILS_AT_IMPORT = """
+def helper():
+    raise ImportError("libfoo.so.3: cannot open shared object file")
+
+helper()
+"""
+
+
+def test_a_plugin_that_prints_at_import_leaves_json_clean(site: Any, cli: Any) -> None:
+    site.add_distribution("acme-chatty", plugins={"chatty": PRINTS_AT_IMPORT})
+    for args in (("plugins", "adapters", "--json"), ("plugins", "--json")):
+        done = cli(*args, env=site.env)
+        assert done.returncode == 0, done.stderr
+        json.loads(done.stdout)
+        assert "hello from a chatty plugin" in done.stderr
+        assert "registering chatty" in done.stderr
+
+
+def test_plugins_traceback_shows_the_file_and_line(site: Any, cli: Any) -> None:
+    site.add_distribution("acme-fragile", plugins={"fragile": FAILS_AT_IMPORT})
+    listed = cli("plugins", env=site.env)
+    assert "invarlock plugins --traceback fragile" in listed.stdout
+    for name in ("fragile", "acme-fragile"):
+        done = cli("plugins", "--traceback", name, env=site.env)
+        assert done.returncode == 0, done.stderr
+        assert "Traceback (most recent call last)" in done.stdout
+        assert 'acme_fragile_fragile_plugin.py", line 3, in helper' in done.stdout
+        assert "ImportError: libfoo.so.3: cannot open shared object file" in done.stdout
+
+
+def test_plugins_traceback_of_an_unknown_plugin(site: Any, cli: Any) -> None:
+    done = cli("plugins", "--traceback", "nosuch", env=site.env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("invarlock: error [plugin_not_found]: no plugin named 'nosuch'")
+    assert done.stderr.count("\n") == 1

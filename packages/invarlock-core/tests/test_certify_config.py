@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,9 +75,56 @@ def test_minimal_config_gets_defaults() -> None:
     assert load_options(config) == {"trust_remote_code": False}
 
 
-def test_load_in_8bit_is_passed_through() -> None:
-    config = parse_config({"model": {"id": "m", "load_in_8bit": True}})
-    assert load_options(config)["load_in_8bit"] is True
+def test_undeclared_model_keys_are_the_adapters_load_options() -> None:
+    # Core names no backend's flags: bitsandbytes' load_in_8bit reaches resolution and the adapter as given.
+    raw = {"id": "m", "load_in_8bit": True, "bnb_4bit_quant_type": "nf4", "dtype": "bf16"}
+    config = parse_config({"model": raw})
+    assert load_options(config) == {
+        "trust_remote_code": False,
+        "dtype": "bf16",
+        "load_in_8bit": True,
+        "bnb_4bit_quant_type": "nf4",
+    }
+
+
+def test_core_names_no_backend_and_none_of_its_flags() -> None:
+    # One decider for "auto": the plugins read the load options. Only the catalogue of first-party
+    # adapters (their names and distributions) may name them.
+    import invarlock
+
+    package = Path(invarlock.__file__).parent
+    for module in sorted(package.rglob("*.py")):
+        if module.name == "catalogue.py":
+            continue
+        source = module.read_text(encoding="utf-8")
+        for word in ("load_in_8bit", "load_in_4bit", "bnb_4bit", "BNB_LOAD_FLAGS", "bitsandbytes", "hf_bnb"):
+            assert word not in source, f"{module.relative_to(package)} names {word}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"model": {"id": "m"}, "eval": {"gate": {"max_ratio": float("nan")}}}, "'eval.gate.max_ratio'"),
+        ({"model": {"id": "m"}, "eval": {"gate": {"max_ratio": float("inf")}}}, "'eval.gate.max_ratio'"),
+        ({"model": {"id": "m"}, "eval": {"gate": {"confidence": float("-inf")}}}, "'eval.gate.confidence'"),
+        ({"model": {"id": "m", "llm_int8_threshold": float("nan")}}, "'model.llm_int8_threshold'"),
+        ({"model": {"id": "m", "device_map": {"a": [1.0, float("inf")]}}}, "'model.device_map.a[1]'"),
+    ],
+)
+def test_non_finite_numbers_are_refused(raw: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert caught.value.code == "config_invalid"
+    assert f"config: {message} must be a finite number, got " in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_non_finite_max_ratio_in_a_yaml_file_is_refused(tmp_path: Path) -> None:
+    for spelling in (".nan", ".inf", "-.inf", ".NaN"):
+        path = tmp_path / "run.yaml"
+        path.write_text(f"model:\n  id: m\neval:\n  gate:\n    max_ratio: {spelling}\n")
+        with pytest.raises(ConfigError, match=r"'eval\.gate\.max_ratio' must be a finite number"):
+            load_config(path)
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from invarlock.datasets import embedded_corpus, load_corpus
+from invarlock.certification.datasets import embedded_corpus, load_corpus
+from invarlock.certification.evaluation.windows import make_windows, token_stream
 from invarlock.errors import DatasetError, DependencyMissingError, NetworkDisabledError
-from invarlock.evaluation.windows import make_windows, token_stream
 
 
 class WordTokenizer:

@@ -15,10 +15,15 @@ from typing import Any
 import jsonschema
 import pytest
 
-from invarlock.certificate import CERTIFICATE_SCHEMA, REPORT_SCHEMA, write_certificate, write_report
-from invarlock.certificate.html import render_html
-from invarlock.certificate.markdown import render_markdown
-from invarlock.certify import certificate_id
+from invarlock.certification.certificate import (
+    CERTIFICATE_SCHEMA,
+    REPORT_SCHEMA,
+    write_certificate,
+    write_report,
+)
+from invarlock.certification.certificate.html import render_html
+from invarlock.certification.certificate.markdown import render_markdown
+from invarlock.certification.certify import certificate_id
 from invarlock.errors import InvarlockError
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
@@ -94,6 +99,19 @@ def test_markdown_leads_with_the_verdict(certificate: dict[str, Any]) -> None:
     assert f"{certificate['stats']['ratio']:.4f}" in text
     assert "| structure | pass |" in text
     assert "| hf_causal | invarlock-hf |" in text
+
+
+def test_markdown_escapes_model_paths(certificate: dict[str, Any]) -> None:
+    hostile = copy.deepcopy(certificate)
+    hostile["subject"]["model_id"] = "/m/<img src=x onerror=alert(1)>`</code><script>x</script>"
+    hostile["baseline"]["model_id"] = "`leading backtick"
+    hostile["subject"]["adapter"]["reason"] = "config.json of /m/<b>x</b>|y names a causal LM"
+    text = render_markdown(hostile)
+    assert "- **Subject:** ``/m/<img src=x onerror=alert(1)>`</code><script>x</script>``" in text
+    assert "- **Baseline:** `` `leading backtick ``" in text
+    assert "<b>" not in text and "&lt;b&gt;x&lt;/b&gt;\\|y" in text
+    outside_code = text.replace("``/m/<img src=x onerror=alert(1)>`</code><script>x</script>``", "")
+    assert "<img" not in outside_code and "<script" not in outside_code
 
 
 def test_html_is_standalone_and_escapes_what_it_shows(certificate: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from invarlock import runner
+from invarlock.certification import run as runner
 from invarlock.types import SnapshotSupport
 
 

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from invarlock.evaluation.gate import GatePolicy, InvariantCheck, judge
-from invarlock.evaluation.invariants import finite_scores_check, structure_check, tying_check
-from invarlock.evaluation.stats import WindowScore, paired_ratio, perplexity
+from invarlock.certification.evaluation.gate import GatePolicy, InvariantCheck, judge
+from invarlock.certification.evaluation.invariants import finite_scores_check, structure_check, tying_check
+from invarlock.certification.evaluation.stats import WindowScore, paired_ratio, perplexity
 
 
 def scores(log_losses: list[float], tokens: int = 100) -> list[WindowScore]:

@@ -14,6 +14,7 @@ import pytest
 
 import invarlock
 import invarlock.hookspecs
+from invarlock.description import REQUIRED_KEYS
 from invarlock.errors import InvarlockError
 from invarlock.manager import InvarlockPluginManager
 
@@ -49,6 +50,17 @@ def test_every_hookspec_is_documented_with_its_exact_signature() -> None:
     assert sorted(documented) == sorted(specs), "hooks.md documents a different set of hooks"
     for name, signature in specs.items():
         assert documented[name][0] == signature, f"hooks.md has a stale signature for {name}"
+
+
+def test_describe_keys_in_hooks_md_are_the_validators() -> None:
+    section = " ".join(documented_hooks()["invarlock_describe"][1].split())
+    listed = re.search(r"required keys (.+?);", section)
+    assert listed, "the invarlock_describe section of hooks.md lists no required keys"
+    documented = re.findall(r"`(\w+)`", listed.group(1))
+    assert len(documented) == len(set(documented)), "hooks.md lists a describe key twice"
+    assert sorted(documented) == sorted(REQUIRED_KEYS), (
+        "hooks.md and invarlock.description.REQUIRED_KEYS list different describe keys"
+    )
 
 
 def test_first_result_hooks_say_so() -> None:
@@ -104,7 +116,7 @@ def test_plugin_schemas_are_valid_json_schema(schema_file: Path) -> None:
 
 
 def test_adapter_schema_id_matches_what_the_cli_prints() -> None:
-    from invarlock.cli.plugins import ADAPTERS_SCHEMA
+    from invarlock.listing import ADAPTERS_SCHEMA
 
     schema = json.loads((DOCS / "schemas" / "plugins-adapters.v1.json").read_text())
     assert schema["$id"] == ADAPTERS_SCHEMA
@@ -115,5 +127,6 @@ def test_hookimpls_in_the_guide_are_real_hooks() -> None:
     guide = (DOCS / "write-your-own-adapter.md").read_text()
     named = set(re.findall(r"\binvarlock_[a-z_]+\b", guide))
     assert named, "the guide shows no hooks"
-    python_names = {"invarlock_tinylinear"}
+    # import names of distributions the guide uses (the sample plugin, the snapshot engine)
+    python_names = {"invarlock_tinylinear", "invarlock_torch"}
     assert named - python_names <= set(hookspecs())

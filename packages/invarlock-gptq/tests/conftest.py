@@ -1,5 +1,4 @@
 """Checkpoints quantized by the real quantizer (gptqmodel, CPU) once per test session."""
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -12,9 +11,22 @@ import pytest
 os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# The base checkpoints are fixtures shared with the other packed family's tests; fixtures below
-# take them as arguments by name, which ruff reads as redefinitions.
-from invarlock_gptq.testing import checkpoints, llama_base, opt_base, quantize_checkpoint  # noqa: F401
+from invarlock_packed.testing import quantize_checkpoint, save_base_checkpoint
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("checkpoints")
+
+
+@pytest.fixture(scope="session")
+def llama_base(checkpoints: Path) -> Path:
+    return save_base_checkpoint("llama", checkpoints / "llama")
+
+
+@pytest.fixture(scope="session")
+def opt_base(checkpoints: Path) -> Path:
+    return save_base_checkpoint("opt", checkpoints / "opt", seed=1)
 
 
 @pytest.fixture(scope="session")

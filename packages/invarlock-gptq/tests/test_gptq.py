@@ -12,8 +12,8 @@ import torch
 from invarlock.adapters import get_adapter, resolve_adapter
 from invarlock.errors import ModelLoadError, UnsupportedOperationError
 from invarlock.readiness import Status
-from invarlock.testing import AdapterConformance, model_state, mutate_weights, states_bit_equal
-from invarlock_gptq.testing import (
+from invarlock.testing import AdapterConformance, differing_tensors, full_state, mutate_weights
+from invarlock_packed.testing import (
     LLAMA_LINEARS,
     batch,
     copy_with_quantization_config,
@@ -38,6 +38,11 @@ class TestConformanceV1(AdapterConformance):
     @classmethod
     def other_model_id(cls, opt_gptq: Path) -> str:
         return str(opt_gptq)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def tokenizer_model_id(cls, llama_base: Path) -> str:
+        return str(llama_base)  # the full-precision checkpoint the quantized one was made from
 
 
 class TestConformanceV2(TestConformanceV1):
@@ -91,9 +96,9 @@ def test_forward_leaves_the_packed_tensors_as_loaded(llama_gptq: Path) -> None:
     """What makes a snapshot taken before any scoring valid afterwards."""
     adapter = get_adapter("hf_gptq")
     model = adapter.load_model(llama_gptq, device="cpu")
-    before = model_state(model)
+    before = full_state(model)
     adapter.logits(model, batch())
-    assert states_bit_equal(before, model_state(model)) == []
+    assert differing_tensors(before, full_state(model)) == []
 
 
 @pytest.mark.parametrize("chunked", [False, True])
@@ -134,10 +139,10 @@ def test_restore_drops_the_kernels_dequantized_weight_cache(
 )
 def test_moving_the_model_is_refused(llama_gptq: Path, call: Any) -> None:
     model = get_adapter("hf_gptq").load_model(llama_gptq, device="cpu")
-    before = model_state(model)
+    before = full_state(model)
     with pytest.raises(UnsupportedOperationError, match=r'hf_gptq.*load_model\(path, device="cuda"\)'):
         call(model)
-    assert states_bit_equal(before, model_state(model)) == []
+    assert differing_tensors(before, full_state(model)) == []
 
 
 @pytest.mark.parametrize("fixture", ["llama_gptq", "llama_gptq_v2"])

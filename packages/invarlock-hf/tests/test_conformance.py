@@ -7,7 +7,10 @@ from typing import Any, ClassVar
 import pytest
 
 from invarlock.testing import AdapterConformance
-from invarlock_hf.testing import CAUSAL_FAMILIES, MASKED_LM_FAMILIES, SEQ2SEQ_FAMILIES
+from invarlock_hf.plugin import AUTO_CLASSES
+from invarlock_hf.testing import AUTO_CLASS, CAUSAL_FAMILIES, MASKED_LM_FAMILIES, SEQ2SEQ_FAMILIES
+
+ADAPTER_OF_AUTO_CLASS = {auto_class: adapter for adapter, auto_class in AUTO_CLASSES.items()}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -29,6 +32,17 @@ class _OnEveryFamily(AdapterConformance):
     def other_model_id(cls, family: str, checkpoints: Any) -> str:
         """The same family with another vocabulary size: same tensor names, other shapes."""
         return str(checkpoints.path(family, variant=True))
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def tokenizer_model_id(cls, gpt2_with_tokenizer: str) -> str:
+        return gpt2_with_tokenizer
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def expected_resolution(cls, family: str) -> str:
+        """auto picks the adapter of the family's model class (hf_auto itself is never the answer)."""
+        return ADAPTER_OF_AUTO_CLASS[AUTO_CLASS[family]]
 
 
 class TestHFCausal(_OnEveryFamily):

@@ -116,4 +116,9 @@ def test_a_config_object_and_a_model_give_the_same_answer() -> None:
 
 
 def test_every_quantized_adapter_has_a_method() -> None:
-    assert QUANTIZED_ADAPTERS == {"bitsandbytes": "hf_bnb", "gptq": "hf_gptq", "awq": "hf_awq"}
+    assert QUANTIZED_ADAPTERS == {
+        "bitsandbytes": "hf_bnb",
+        "gptq": "hf_gptq",
+        "awq": "hf_awq",
+        "compressed-tensors": "hf_compressed",
+    }

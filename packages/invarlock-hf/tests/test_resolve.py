@@ -93,6 +93,31 @@ def test_bitsandbytes_load_options_choose_hf_bnb(
     resolution = resolve(checkpoints.path("llama"), options)
     assert resolution.adapter == "hf_bnb"
     assert words in resolution.reason and "load options" in resolution.reason
+    # The same answer through core's resolve_adapter, the one decider: core passes the options on.
+    assert resolve_adapter(checkpoints.path("llama"), options) == resolution
+
+
+def test_hf_auto_loads_through_the_resolved_adapter_without_a_load_hook_of_its_own(
+    checkpoints: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import invarlock.adapters
+    import invarlock.manager
+    import invarlock_hf.plugin
+
+    assert (
+        invarlock_hf.plugin.invarlock_load_model(
+            adapter="hf_auto", model_id=checkpoints.path("bert"), device="cpu", options={}
+        )
+        is None
+    )
+    checked: list[str] = []
+    manager = invarlock.manager.get_plugin_manager()
+    original = manager.require_ready
+    monkeypatch.setattr(manager, "require_ready", lambda name: checked.append(name) or original(name))
+    model = get_adapter("hf_auto").load_model(checkpoints.path("bert"), device="cpu")
+    assert type(model).__name__ == "BertForMaskedLM"
+    assert checked == ["hf_mlm"], "readiness is checked once, for the adapter that loads"
+    assert invarlock.adapters.loaded_by(model) == "hf_mlm"
 
 
 def test_base_model_without_a_head_resolves_by_model_type(tmp_path: Path) -> None:

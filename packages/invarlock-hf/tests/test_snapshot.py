@@ -15,10 +15,10 @@ import torch
 import transformers
 
 from invarlock.errors import SnapshotMismatchError
-from invarlock.testing import mutate_weights, states_bit_equal
-from invarlock_hf.snapshot import ModelSnapshot, restore_snapshot, take_snapshot
-from invarlock_hf.snapshot import hooks as snapshot_hooks
-from invarlock_hf.testing import AUTO_CLASS, assert_restored, full_state
+from invarlock.testing import assert_restored, differing_tensors, full_state, mutate_weights
+from invarlock_hf import snapshot as snapshot_hooks
+from invarlock_hf.testing import AUTO_CLASS
+from invarlock_torch import ModelSnapshot, restore_snapshot, take_snapshot
 
 FAMILIES = ("gpt2", "llama", "bert", "roberta", "t5")
 # Bit patterns an arithmetic copy would lose: NaNs with payloads (quiet, signalling, negative), -0.0,
@@ -33,7 +33,7 @@ def load(path: Path, family: str, **kwargs: Any) -> Any:
 
 
 def assert_changed(before: dict[str, torch.Tensor], model: torch.nn.Module) -> None:
-    assert states_bit_equal(before, full_state(model)), "the edit did not change the model"
+    assert differing_tensors(before, full_state(model)), "the edit did not change the model"
 
 
 # -- round trips -----------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def test_include_captures_and_restores_only_the_named_modules(checkpoint: Callab
     after = full_state(model)
     for name in after:
         expected = before if name in snapshot.names else edited
-        assert not states_bit_equal({name: expected[name]}, {name: after[name]}), name
+        assert not differing_tensors({name: expected[name]}, {name: after[name]}), name
 
 
 def test_include_takes_every_name_of_a_tied_tensor(checkpoint: Callable[..., Path]) -> None:
@@ -216,7 +216,7 @@ def edit_then_refuse(model: torch.nn.Module, snapshot: Any, *, match: str, **kwa
     edited = full_state(model)
     with pytest.raises(SnapshotMismatchError, match=re.escape(match)):
         restore_snapshot(model, snapshot, **kwargs)
-    assert not states_bit_equal(edited, full_state(model)), "a refused restore changed the model"
+    assert not differing_tensors(edited, full_state(model)), "a refused restore changed the model"
 
 
 def test_snapshot_of_another_shape_is_refused(checkpoint: Callable[..., Path]) -> None:
@@ -273,10 +273,10 @@ def test_extra_tensors_round_trip_with_the_model(checkpoint: Callable[..., Path]
             tensor.bitwise_not_()
         else:
             tensor.add_(1.0)
-    assert states_bit_equal(extra_before, extra)
+    assert differing_tensors(extra_before, extra)
     restore_snapshot(model, snapshot, extra_tensors=extra)
     assert_restored(before, model)
-    assert not states_bit_equal(extra_before, extra)
+    assert not differing_tensors(extra_before, extra)
 
 
 def test_extra_tensors_get_the_same_checks(checkpoint: Callable[..., Path]) -> None:
@@ -337,7 +337,7 @@ def test_a_partial_snapshot_records_and_checks_only_its_modules_settings(
     restored = {
         name: tensor for name, tensor in full_state(model).items() if name.startswith("transformer.h.0.")
     }
-    assert not states_bit_equal({name: before[name] for name in restored}, restored)
+    assert not differing_tensors({name: before[name] for name in restored}, restored)
 
 
 def test_settings_that_are_not_json_values_are_rejected(checkpoint: Callable[..., Path]) -> None:
@@ -373,7 +373,7 @@ def test_hooks_answer_for_transformers_models_only(checkpoint: Callable[..., Pat
 
 def test_importing_the_hooks_imports_neither_torch_nor_transformers() -> None:
     code = (
-        "import sys, invarlock_hf.snapshot.hooks; "
+        "import sys, invarlock_hf.snapshot; "
         "heavy = sorted({'torch', 'transformers', 'safetensors'} & set(sys.modules)); "
         "assert not heavy, heavy"
     )

@@ -12,14 +12,14 @@ from accelerate import cpu_offload, dispatch_model
 from accelerate.utils import align_module_device, has_offloaded_params
 
 from invarlock.errors import UnsupportedOperationError
-from invarlock.testing import mutate_weights, states_bit_equal
-from invarlock_hf.snapshot import (
+from invarlock.testing import differing_tensors, mutate_weights
+from invarlock_hf.testing import save_tiny_checkpoint
+from invarlock_torch import (
     restore_chunked_snapshot,
     restore_snapshot,
     take_snapshot,
     write_chunked_snapshot,
 )
-from invarlock_hf.testing import save_tiny_checkpoint
 
 INPUTS = torch.tensor([[1, 5, 9, 14, 3]])
 
@@ -39,7 +39,7 @@ def logits(model: Any) -> torch.Tensor:
 
 
 def bit_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return not states_bit_equal({"x": a}, {"x": b})
+    return not differing_tensors({"x": a}, {"x": b})
 
 
 def files_of(directory: Path) -> dict[str, bytes]:
@@ -129,7 +129,7 @@ def test_disk_offloaded_model_refuses_restore_and_stays_untouched(
         with pytest.raises(UnsupportedOperationError, match="offloaded to disk"):
             restore()
     after = {n: t.detach() for n, t in disk_offloaded.named_parameters() if t.device.type != "meta"}
-    assert not states_bit_equal(edited, after)
+    assert not differing_tensors(edited, after)
     assert files_of(gpt2_path) == checkpoint_files
 
 
@@ -145,9 +145,9 @@ def test_disk_offloaded_model_snapshots_the_modules_held_in_memory(
         lambda: restore_chunked_snapshot(disk_offloaded, path),
     ):
         mutate_weights(block)
-        assert states_bit_equal(before, block.state_dict())
+        assert differing_tensors(before, block.state_dict())
         restore()
-        assert not states_bit_equal(before, block.state_dict())
+        assert not differing_tensors(before, block.state_dict())
     with pytest.raises(UnsupportedOperationError, match="offloaded to disk"):
         take_snapshot(disk_offloaded, include=["transformer.h.0", "transformer.h.1.attn"])
 

@@ -16,15 +16,15 @@ import torch
 import transformers
 from safetensors import safe_open
 
-from invarlock.errors import SnapshotCorruptError, SnapshotMismatchError
-from invarlock.testing import mutate_weights, states_bit_equal
-from invarlock_hf.snapshot import (
+from invarlock.errors import SnapshotCorruptError, SnapshotMismatchError, SnapshotWriteError
+from invarlock.testing import assert_restored, differing_tensors, full_state, mutate_weights
+from invarlock_hf.testing import AUTO_CLASS
+from invarlock_torch import (
     read_manifest,
     remove_chunked_snapshot,
     restore_chunked_snapshot,
     write_chunked_snapshot,
 )
-from invarlock_hf.testing import AUTO_CLASS, assert_restored, full_state
 
 SMALL_SHARDS = 8 * 1024  # bytes: forces several shards on the tiny models
 
@@ -53,7 +53,7 @@ def edit_then_refuse(model: Any, path: Path, error: type[Exception], match: str)
     edited = full_state(model)
     with pytest.raises(error, match=match) as caught:
         restore_chunked_snapshot(model, path)
-    assert not states_bit_equal(edited, full_state(model)), "a refused restore changed the model"
+    assert not differing_tensors(edited, full_state(model)), "a refused restore changed the model"
     return str(caught.value)
 
 
@@ -67,7 +67,7 @@ def test_round_trip_is_bit_exact(checkpoint: Callable[..., Path], family: str, t
     path = write_chunked_snapshot(model, tmp_path, shard_bytes=SMALL_SHARDS)
     assert len(shard_files(path)) > 1
     mutate_weights(model)
-    assert states_bit_equal(before, full_state(model))
+    assert differing_tensors(before, full_state(model))
     restore_chunked_snapshot(model, path)
     assert_restored(before, model)
 
@@ -96,7 +96,7 @@ def test_round_trip_keeps_special_bits_in_every_dtype(gpt2: Any, tmp_path: Path)
             tensor.reshape(-1).view(torch.uint8).bitwise_not_()
     restore_chunked_snapshot(gpt2, path, extra_tensors=extra)
     assert_restored(before, gpt2)
-    assert not states_bit_equal(extra_before, extra)
+    assert not differing_tensors(extra_before, extra)
 
 
 def test_include_restores_only_the_named_modules(gpt2: Any, tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ def test_include_restores_only_the_named_modules(gpt2: Any, tmp_path: Path) -> N
     after = full_state(gpt2)
     for name in after:
         expected = before if name in names else edited
-        assert not states_bit_equal({name: expected[name]}, {name: after[name]}), name
+        assert not differing_tensors({name: expected[name]}, {name: after[name]}), name
 
 
 def test_restore_reties_what_an_edit_untied(gpt2: Any, snapshot_dir: Path) -> None:
@@ -148,7 +148,7 @@ def test_files_are_bounded_safetensors_shards_with_a_manifest(gpt2: Any, snapsho
     for name, tensor in stored.items():
         assert list(tensor.shape) == entries[name]["shape"]
         assert str(tensor.dtype) == f"torch.{entries[name]['dtype']}"
-        assert not states_bit_equal({name: state[name]}, {name: tensor})
+        assert not differing_tensors({name: state[name]}, {name: tensor})
 
 
 def test_settings_travel_in_the_manifest_and_are_checked(gpt2: Any, tmp_path: Path) -> None:
@@ -167,7 +167,7 @@ def test_settings_travel_in_the_manifest_and_are_checked(gpt2: Any, tmp_path: Pa
         SnapshotMismatchError, match="quant_type is 'fp4' in the model, 'nf4' in the snapshot"
     ):
         restore_chunked_snapshot(gpt2, path, settings=requantized)
-    assert not states_bit_equal(edited, full_state(gpt2)), "a refused restore changed the model"
+    assert not differing_tensors(edited, full_state(gpt2)), "a refused restore changed the model"
 
 
 def test_checksums_are_standard_crc32_of_each_tensor(snapshot_dir: Path) -> None:
@@ -191,9 +191,12 @@ def test_default_directory_is_the_system_temp_dir(
     remove_chunked_snapshot(path)
 
 
-@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+@pytest.mark.parametrize(
+    ("failure", "raised"),
+    [(OSError(28, "No space left on device"), SnapshotWriteError), (KeyboardInterrupt(), KeyboardInterrupt)],
+)
 def test_a_failed_write_leaves_nothing_behind(
-    gpt2: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException
+    gpt2: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException, raised: type
 ) -> None:
     real_save_file = safetensors.torch.save_file
     written = []
@@ -205,7 +208,7 @@ def test_a_failed_write_leaves_nothing_behind(
             raise failure
 
     monkeypatch.setattr(safetensors.torch, "save_file", save_then_fail)
-    with pytest.raises(type(failure)):
+    with pytest.raises(raised):
         write_chunked_snapshot(gpt2, tmp_path, shard_bytes=SMALL_SHARDS)
     assert len(written) == 3
     assert list(tmp_path.iterdir()) == []

@@ -21,3 +21,8 @@ class TestHFCausalONNXConformance(AdapterConformance):
     @classmethod
     def other_model_id(cls, exported: Any) -> str:
         return str(exported["llama"].onnx)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def tokenizer_model_id(cls, exported: Any) -> str:
+        return str(exported["gpt2"].onnx)

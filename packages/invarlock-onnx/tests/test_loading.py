@@ -106,8 +106,8 @@ def test_pytorch_checkpoint_is_not_resolved_to_onnx(exported: Any) -> None:
 
 
 def test_scoring_path_gives_the_pytorch_losses(adapter: Any, exported: Any) -> None:
-    from invarlock.evaluation.scoring import Framing, score_windows
-    from invarlock.evaluation.windows import Window
+    from invarlock.certification.evaluation.scoring import Framing, score_windows
+    from invarlock.certification.evaluation.windows import Window
 
     windows = [Window(i * 16, tuple((7 * i + 3 * j) % 128 for j in range(16))) for i in range(5)]
     framing = Framing("causal")

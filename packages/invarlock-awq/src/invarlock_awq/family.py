@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from invarlock_gptq.family import PackedFamily, PackedShapes
+from invarlock_packed import PackedFamily, PackedShapes
 
 
 def _awq_packing(shapes: PackedShapes) -> tuple[float, float]:

@@ -1,6 +1,6 @@
 """The invarlock-awq plugin: registers hf_awq.
 
-The hookimpls are invarlock-gptq's :class:`~invarlock_gptq.hooks.PackedFamilyHooks` for the
+The hookimpls are invarlock-packed's :class:`~invarlock_packed.PackedFamilyHooks` for the
 AWQ family, exposed under the hook names. Imports nothing heavy.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from invarlock.adapters import Adapter
 from invarlock.types import AdapterSpec, GuardSupport, Role, SnapshotSupport
 from invarlock_awq.family import AWQ
-from invarlock_gptq.hooks import PackedFamilyHooks
+from invarlock_packed import PackedFamilyHooks
 
 
 class HF_AWQ_Adapter(Adapter):

@@ -1,4 +1,4 @@
-"""Snapshot and restore of bitsandbytes models through invarlock-hf's snapshot engine.
+"""Snapshot and restore of bitsandbytes models through invarlock-torch's snapshot engine.
 
 The engine captures parameters and buffers; a bitsandbytes layer also computes with state outside
 both (int8 scales, 4-bit QuantState tensors), which is passed as the engine's ``extra_tensors``,
@@ -21,7 +21,7 @@ from invarlock_bnb.layers import (
     pin_4bit_layout,
     quantization_state,
 )
-from invarlock_hf.snapshot import (
+from invarlock_torch import (
     restore_chunked_snapshot,
     restore_snapshot,
     take_snapshot,

@@ -6,14 +6,16 @@ provides; when its distribution is missing, the ImportError names the ``pip inst
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from invarlock.catalogue import BY_CLASS_NAME
 from invarlock.description import ModelDescription, validate_description
-from invarlock.errors import AdapterNotFoundError, InvarlockError
-from invarlock.network import hub_offline_unless_allowed, not_available_offline
+from invarlock.errors import AdapterNotFoundError, PluginHookError
+from invarlock.network import check_model_path, hub_offline_unless_allowed, not_available_offline
 from invarlock.types import Resolution
 
 
@@ -21,6 +23,23 @@ def _manager() -> Any:
     from invarlock.manager import get_plugin_manager
 
     return get_plugin_manager()
+
+
+_loaded_by: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+"""Model → the adapter that loaded it: its plugin owns the model's hooks (a raise there is not skipped)."""
+
+
+def loaded_by(model: Any) -> str | None:
+    """The name of the adapter that loaded ``model`` through :meth:`Adapter.load_model`, if any."""
+    try:
+        return _loaded_by.get(model)
+    except TypeError:  # neither hashable nor weak-referenceable: not recorded
+        return None
+
+
+def _remember_loader(model: Any, adapter: str) -> None:
+    with contextlib.suppress(TypeError):  # neither hashable nor weak-referenceable: not recorded
+        _loaded_by[model] = adapter
 
 
 def _unrecognised(model: Any) -> AdapterNotFoundError:
@@ -52,42 +71,70 @@ class Adapter:
     # -- loading ------------------------------------------------------------------------------
 
     def load_model(self, model_id: str | Path, device: str = "auto", **from_pretrained_kwargs: Any) -> Any:
-        """Load ``model_id`` (a local directory or, with the network allowed, a hub id)."""
-        _manager().require_ready(self.name)
+        """Load ``model_id`` (a local directory or, with the network allowed, a hub id).
+
+        An adapter that resolves (``hf_auto``) picks the adapter for the checkpoint first, from the
+        checkpoint and these options (:func:`resolve_adapter`), and loads with that one: readiness
+        is checked once, for the adapter that loads, and the hub stays offline throughout.
+        """
         options = {"trust_remote_code": False, **from_pretrained_kwargs}
-        model = self._load("invarlock_load_model", model_id, device=device, options=options)
+        check_model_path(str(model_id))
+        with hub_offline_unless_allowed() as network:
+            name = self._loading_adapter(model_id, options)
+            manager = _manager()
+            manager.require_ready(name)
+            model = self._load(
+                "invarlock_load_model", name, model_id, network, device=device, options=options
+            )
         if model is None:
             raise AdapterNotFoundError(
-                f"no installed plugin answers for adapter {self.name}; reinstall the distribution "
-                f"that provides it (`invarlock plugins adapters --explain {self.name}` shows which)"
+                f"no installed plugin answers for adapter {name}; reinstall the distribution "
+                f"that provides it (`invarlock plugins adapters --explain {name}` shows which)"
             )
+        _remember_loader(model, name)
         return model
 
     def load_tokenizer(self, model_id: str | Path, **options: Any) -> Any:
+        """The tokenizer that goes with ``model_id``, from the adapter that loads its model."""
         options = {"trust_remote_code": False, **options}
-        tokenizer = self._load("invarlock_load_tokenizer", model_id, options=options)
+        check_model_path(str(model_id))
+        with hub_offline_unless_allowed() as network:
+            name = self._loading_adapter(model_id, options)
+            tokenizer = self._load("invarlock_load_tokenizer", name, model_id, network, options=options)
         if tokenizer is None:
-            raise AdapterNotFoundError(f"adapter {self.name} does not load tokenizers")
+            raise AdapterNotFoundError(f"adapter {name} does not load tokenizers")
         return tokenizer
 
-    def _load(self, hook_name: str, model_id: str | Path, **kwargs: Any) -> Any:
-        """Call a loading hook offline (unless allowed); a hub id that is not cached gets one clear error."""
-        hook = getattr(_manager().hook, hook_name)
-        with hub_offline_unless_allowed() as network:
-            try:
-                return hook(adapter=self.name, model_id=str(model_id), **kwargs)
-            except InvarlockError:
-                raise
-            except Exception as exc:
-                # Offline, a path that does not exist here can only have come from the hub cache.
-                if not network and not Path(model_id).exists():
-                    raise not_available_offline(str(model_id)) from exc
-                raise
+    def _loading_adapter(self, model_id: str | Path, options: Mapping[str, Any]) -> str:
+        """This adapter's name, or for a resolving adapter the one chosen for ``model_id``."""
+        if not _manager().adapter_spec(self.name).resolves:
+            return self.name
+        return resolve_adapter(model_id, options).adapter
+
+    def _load(self, hook_name: str, adapter: str, model_id: str | Path, network: bool, **kwargs: Any) -> Any:
+        """Call a loading hook; offline, a hub id that is not cached gets one clear error."""
+        manager = _manager()
+        try:
+            return manager.call_first(
+                hook_name,
+                owner=manager.plugin_of_adapter(adapter),
+                adapter=adapter,
+                model_id=str(model_id),
+                **kwargs,
+            )
+        except PluginHookError as exc:
+            # Offline, an id that is not a path here can only have come from the hub cache.
+            if not network and not Path(model_id).expanduser().exists():
+                raise not_available_offline(str(model_id)) from exc.__cause__
+            raise
 
     # -- operations keyed by the model ---------------------------------------------------------
 
     def _call(self, hook_name: str, model: Any, **kwargs: Any) -> Any:
-        result = getattr(_manager().hook, hook_name)(model=model, **kwargs)
+        manager = _manager()
+        loader = loaded_by(model)
+        owner = manager.plugin_of_adapter(loader) if loader is not None else None
+        result = manager.call_first(hook_name, owner=owner, model=model, **kwargs)
         if result is None:
             raise _unrecognised(model)
         return result
@@ -140,15 +187,39 @@ def get_adapter(name: str) -> Adapter:
     return adapter
 
 
-def resolve_adapter(model_id: str | Path) -> Resolution:
-    """Which adapter serves ``model_id`` and why (what ``--adapter auto`` uses)."""
-    resolution = _manager().hook.invarlock_resolve_adapter(model_id=str(model_id))
+def resolve_adapter(model_id: str | Path, options: Mapping[str, Any] | None = None) -> Resolution:
+    """Which adapter serves ``model_id`` and why (what ``--adapter auto`` and ``hf_auto`` use).
+
+    :param options: the load options the model will be loaded with (a ``quantization_config``
+        there can choose a quantized adapter); the plugins decide what they mean, core does not.
+    """
+    resolution = _manager().call_first(
+        "invarlock_resolve_adapter", model_id=str(model_id), options=dict(options or {})
+    )
     if resolution is None:
         raise AdapterNotFoundError(
-            f"no installed plugin can choose an adapter for {model_id}; install invarlock-hf "
-            "(pip install invarlock-hf) or name an adapter explicitly"
+            f"no installed plugin can choose an adapter for {model_id}; "
+            f"{_resolver_hint()}name an adapter explicitly (`invarlock plugins adapters` lists them)"
         )
     return resolution  # type: ignore[no-any-return]
+
+
+def _resolver_hint() -> str:
+    """Why the first-party adapter that chooses per checkpoint (``hf_auto``) did not answer, with its
+    fix (install, re-enable, repair), or nothing when it is installed."""
+    from invarlock.catalogue import FIRST_PARTY
+    from invarlock.types import Role
+
+    manager = _manager()
+    for entry in FIRST_PARTY.values():
+        if entry.role is Role.ANY and entry.adapter not in manager.installed_adapters():
+            readiness = manager.catalogue_readiness(entry)
+            fix = f" ({readiness.install})" if readiness.install else ""
+            return (
+                f"{entry.adapter} ({entry.distribution}), the first-party adapter that chooses per "
+                f"checkpoint, is unavailable: {readiness.reason}{fix}; or "
+            )
+    return ""
 
 
 def __dir__() -> list[str]:

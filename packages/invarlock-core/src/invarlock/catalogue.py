@@ -43,10 +43,13 @@ FIRST_PARTY: dict[str, CatalogueEntry] = {
         CatalogueEntry("hf_mlm", "HF_MLM_Adapter", "invarlock-hf", Role.MASKED_LM, _HF),
         CatalogueEntry("hf_seq2seq", "HF_Seq2Seq_Adapter", "invarlock-hf", Role.SEQ2SEQ, _HF),
         CatalogueEntry("hf_auto", "HF_Auto_Adapter", "invarlock-hf", Role.ANY, _HF),
+        CatalogueEntry("hf_peft", "HF_PEFT_Adapter", "invarlock-peft", Role.ANY, _HF),
         CatalogueEntry("hf_bnb", "HF_BNB_Adapter", "invarlock-bnb", Role.CAUSAL, _QUANT, _LINUX),
         CatalogueEntry("hf_awq", "HF_AWQ_Adapter", "invarlock-awq", Role.CAUSAL, _QUANT, _LINUX),
         CatalogueEntry("hf_gptq", "HF_GPTQ_Adapter", "invarlock-gptq", Role.CAUSAL, _QUANT, _LINUX),
+        CatalogueEntry("hf_compressed", "HF_Compressed_Adapter", "invarlock-compressed", Role.CAUSAL, _QUANT),
         CatalogueEntry("hf_causal_onnx", "HF_Causal_ONNX_Adapter", "invarlock-onnx", Role.CAUSAL, _INFER),
+        CatalogueEntry("gguf", "GGUF_Adapter", "invarlock-gguf", Role.CAUSAL, _INFER),
     )
 }
 

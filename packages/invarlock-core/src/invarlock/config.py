@@ -1,21 +1,30 @@
 """``invarlock run --config FILE.yaml``: the run configuration, checked key by key.
 
-Every key is declared below with its type and default. An unknown key, a wrong type or a missing
-required value is a :class:`~invarlock.errors.ConfigError` whose one sentence names the key and
-what was expected. The result is a plain nested dict with every default filled in, so the report
-can record exactly what ran.
+Every key is declared below with its type and default. An unknown key, a wrong type, a missing
+required value or a number that is not finite (``.nan``, ``.inf``) is a
+:class:`~invarlock.errors.ConfigError` whose one sentence names the key and what was expected. The
+result is a plain nested dict with every default filled in, so the report can record exactly what
+ran.
+
+The one open section is ``model``: a key core does not declare there is a load option of the
+adapter (a quantization backend's own flag, say), passed to ``load_model`` and
+to adapter resolution as given; the adapter decides what it means and refuses what it does not
+know. A key that reads like a misspelt declared key (``devise``) is refused with a "did you mean".
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from invarlock.certification.evaluation.gate import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_MAX_RATIO
+from invarlock.certification.evaluation.scoring import DEFAULT_BATCH_SIZE
+from invarlock.certification.evaluation.windows import DEFAULT_SEED, DEFAULT_SEQ_LEN, DEFAULT_WINDOWS
 from invarlock.errors import ConfigError
-from invarlock.evaluation.gate import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_MAX_RATIO
 
 SNAPSHOT_MODES = ("auto", "memory", "chunked")
 DATASET_PROVIDERS = ("pydoc", "file", "hf", "wikitext2")
@@ -47,12 +56,14 @@ MODEL: Schema = {
     "trust_remote_code": Key(_BOOL, False),
     "revision": Key(_STR),
     "cache_dir": Key(_STR),
-    "load_in_8bit": Key(_BOOL),
-    "load_in_4bit": Key(_BOOL),
     "attn_implementation": Key(_STR),
     "low_cpu_mem_usage": Key(_BOOL),
 }
-"""``model``: everything but id, adapter and device is passed to the adapter's load_model."""
+"""``model``: everything but id, adapter and device is passed to the adapter's load_model, and so
+is every key not declared here (the adapter's own load options)."""
+OPEN_SECTIONS = ("model",)
+"""Sections whose undeclared keys are adapter load options rather than mistakes."""
+_TYPO_CUTOFF = 0.8
 
 SCHEMA: Schema = {
     "model": MODEL,
@@ -63,15 +74,15 @@ SCHEMA: Schema = {
         "config": Key(_STR),
         "split": Key(_STR),
         "text_field": Key(_STR, "text"),
-        "seq_len": Key(_INT, 128, minimum=2),
+        "seq_len": Key(_INT, DEFAULT_SEQ_LEN, minimum=2),
         "stride": Key(_OPT_INT, minimum=1),
         "windows": Key(_OPT_INT, minimum=1),
         "preview_n": Key(_OPT_INT, minimum=0),
         "final_n": Key(_OPT_INT, minimum=0),
-        "seed": Key(_INT, 0),
+        "seed": Key(_INT, DEFAULT_SEED),
     },
     "eval": {
-        "batch_size": Key(_INT, 8, minimum=1),
+        "batch_size": Key(_INT, DEFAULT_BATCH_SIZE, minimum=1),
         "metric": {"kind": Key(_STR, "auto", choices=METRIC_KINDS)},
         "gate": {
             "max_ratio": Key(_NUM, DEFAULT_MAX_RATIO, minimum=1.0),
@@ -92,7 +103,6 @@ SCHEMA: Schema = {
     "context": {"snapshot": {"mode": Key(_STR, "auto", choices=SNAPSHOT_MODES), "directory": Key(_STR)}},
     "output": {"dir": Key(_STR, "runs")},
 }
-DEFAULT_WINDOWS = 64
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -115,21 +125,38 @@ def parse_config(raw: Any, *, source: str = "config") -> dict[str, Any]:
     """Check ``raw`` (the YAML document) against the schema and fill in defaults."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source} must be a YAML mapping with a 'model' section, got {_kind(raw)}")
+    _refuse_non_finite(raw, "", source)
     config = _walk(raw, SCHEMA, "", source)
     _check_combinations(config, source)
     return config
 
 
+def _refuse_non_finite(raw: Any, prefix: str, source: str) -> None:
+    """No NaN or infinity anywhere: every number in a run config is compared or passed on."""
+    items = raw.items() if isinstance(raw, Mapping) else enumerate(raw) if isinstance(raw, list) else ()
+    for key, value in items:
+        dotted = f"{prefix}{key}" if isinstance(raw, Mapping) else f"{prefix[:-1]}[{key}]"
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{source}: '{dotted}' must be a finite number, got {value!r}")
+        _refuse_non_finite(value, f"{dotted}.", source)
+
+
 def _walk(raw: Mapping[str, Any], schema: Schema, prefix: str, source: str) -> dict[str, Any]:
+    is_open = prefix[:-1] in OPEN_SECTIONS
+    extra: dict[str, Any] = {}
     for key in raw:
-        if key not in schema:
-            dotted = f"{prefix}{key}"
-            close = difflib.get_close_matches(str(key), [str(k) for k in schema], n=1)
-            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
-            where = f"under '{prefix[:-1]}'" if prefix else "at the top level"
-            raise ConfigError(
-                f"{source}: unknown key '{dotted}'{hint}; keys allowed {where} are {', '.join(schema)}"
-            )
+        if key in schema:
+            continue
+        dotted = f"{prefix}{key}"
+        cutoff = _TYPO_CUTOFF if is_open else 0.6
+        close = difflib.get_close_matches(str(key), [str(k) for k in schema], n=1, cutoff=cutoff)
+        hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+        where = f"under '{prefix[:-1]}'" if prefix else "at the top level"
+        if is_open and not close and isinstance(key, str):
+            extra[key] = raw[key]  # the adapter's own load option
+            continue
+        allowed = ", ".join(schema) + (" or the adapter's own load options" if is_open else "")
+        raise ConfigError(f"{source}: unknown key '{dotted}'{hint}; keys allowed {where} are {allowed}")
     result: dict[str, Any] = {}
     for key, spec in schema.items():
         dotted = f"{prefix}{key}"
@@ -147,6 +174,7 @@ def _walk(raw: Mapping[str, Any], schema: Schema, prefix: str, source: str) -> d
             result[key] = spec.default
             continue
         result[key] = _check_value(value, spec, dotted, source)
+    result.update(extra)
     return result
 
 

@@ -7,7 +7,9 @@ models the encoder's blocks come first, then the decoder's, and ``encoder_decode
 
 Optional keys (:data:`OPTIONAL_KEYS`) are checked whenever they are present: per-layer
 ``layer_types`` and ``moe_per_layer``, ``towers`` for the other towers of a multimodal model,
-``n_params_scope`` and ``unresolved`` (each field an adapter could not derive, and why).
+``n_params_scope``, ``unresolved`` (each field an adapter could not derive, and why) and
+``vocab_growth`` (:class:`VocabGrowth`: a vocabulary grown on purpose from the base's, by an
+adapter that added tokens).
 """
 
 from __future__ import annotations
@@ -129,7 +131,14 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 REQUIRED_KEYS: tuple[str, ...] = tuple(_TYPES)
-OPTIONAL_KEYS: tuple[str, ...] = ("layer_types", "moe_per_layer", "towers", "n_params_scope", "unresolved")
+OPTIONAL_KEYS: tuple[str, ...] = (
+    "layer_types",
+    "moe_per_layer",
+    "towers",
+    "n_params_scope",
+    "unresolved",
+    "vocab_growth",
+)
 PER_LAYER_KEYS = ("heads_per_layer", "kv_heads_per_layer", "mlp_dims")
 LAYER_TYPES = (
     "full_attention",
@@ -216,6 +225,7 @@ def description_problems(description: Mapping[str, Any]) -> list[str]:
     if quantization is not None and not isinstance(quantization.get("method"), str):
         problems.append("'quantization' needs a string 'method'")
     problems.extend(_optional_key_problems(description))
+    problems += vocab_growth_problems(description)
     try:
         json.dumps(description, allow_nan=False)
     except (TypeError, ValueError) as exc:  # certificates embed descriptions as they are
@@ -335,3 +345,44 @@ def _type_name(expected: type | tuple[type, ...]) -> str:
     if isinstance(expected, tuple):
         return " or ".join("None" if t is type(None) else t.__name__ for t in expected)
     return expected.__name__
+
+
+# -- optional: a vocabulary grown on purpose -------------------------------------------------------
+
+
+class VocabGrowth(TypedDict):
+    """The optional ``vocab_growth`` key: the model's vocabulary was grown from its base's on purpose
+    (a fine-tune that added tokens). Certify's structure invariant accepts exactly this growth."""
+
+    base_vocab_size: int
+    vocab_size: int
+    """Equal to the description's ``vocab_size``."""
+    added_tokens: list[str] | None
+    """The tokens added, in id order; None when the adapter cannot name them."""
+
+
+VOCAB_GROWTH_KEY = OPTIONAL_KEYS[-1]
+
+
+def vocab_growth_problems(description: Mapping[str, Any]) -> list[str]:
+    """How an optional ``vocab_growth`` block breaks the contract (empty when absent or valid)."""
+    growth = description.get(VOCAB_GROWTH_KEY)
+    if growth is None:
+        return []
+    if not isinstance(growth, Mapping):
+        return [f"'vocab_growth' is {type(growth).__name__}, expected dict"]
+    base, grown, tokens = growth.get("base_vocab_size"), growth.get("vocab_size"), growth.get("added_tokens")
+    if not (_is_count(base) and _is_count(grown)) or grown <= base:
+        return ["'vocab_growth' needs int 'base_vocab_size' below int 'vocab_size'"]
+    problems = []
+    if grown != description.get("vocab_size"):
+        problems.append(
+            f"'vocab_growth' grows to {grown} tokens but 'vocab_size' is {description.get('vocab_size')}"
+        )
+    if tokens is not None and not (
+        isinstance(tokens, list) and all(isinstance(t, str) for t in tokens) and len(tokens) <= grown - base
+    ):
+        problems.append(
+            "'vocab_growth' 'added_tokens' must be None or at most vocab_size - base_vocab_size strings"
+        )
+    return problems

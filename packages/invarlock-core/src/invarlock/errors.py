@@ -37,6 +37,29 @@ class PluginError(InvarlockError):
     code = "plugin_error"
 
 
+# -- plugin isolation at call time (core) ----------------------------------------------------------
+
+
+class PluginHookError(PluginError):
+    """A plugin's hook raised an exception that is not an InvarLock error, for a request it owns
+    (or that no other plugin answers); the plugin's exception is the cause."""
+
+    code = "plugin_hook_failed"
+
+
+class PluginNotFoundError(InvarlockError, LookupError):
+    """No installed plugin has the name asked for (``invarlock plugins --traceback NAME``)."""
+
+    code = "plugin_not_found"
+
+
+class AdapterContractError(InvarlockError):
+    """An adapter's hook returned something its hookspec rules out (logits of the wrong shape, a
+    description with a role InvarLock cannot evaluate)."""
+
+    code = "adapter_contract_broken"
+
+
 class ModelLoadError(InvarlockError):
     """Loading a model failed; the backend's own message is kept as the cause."""
 
@@ -79,6 +102,58 @@ class ModelNotFoundError(ModelLoadError):
     code = "model_not_found"
 
 
+# -- checkpoints refused before or while loading (core) ------------------------------------------
+
+
+class CheckpointNotADirectoryError(ModelLoadError):
+    """A file was given where a checkpoint directory is expected."""
+
+    code = "checkpoint_not_a_directory"
+
+
+class CheckpointConfigError(ModelLoadError):
+    """A checkpoint's config.json is not valid JSON, or a key has the wrong type."""
+
+    code = "checkpoint_config_invalid"
+
+
+class ImplausibleConfigError(CheckpointConfigError):
+    """A checkpoint's config.json states sizes its weight files cannot hold; refused before the model
+    is built."""
+
+    code = "checkpoint_config_implausible"
+
+
+class UnsafeCheckpointError(ModelLoadError):
+    """The weights are pickled and torch refused to unpickle them (they would run code)."""
+
+    code = "checkpoint_unsafe"
+
+
+class RemoteCodeRefusedError(ModelLoadError):
+    """The checkpoint needs its own Python code to load, and trust_remote_code is off."""
+
+    code = "remote_code_refused"
+
+
+class TokenizerNotFoundError(ModelLoadError):
+    """A checkpoint directory holds no tokenizer files."""
+
+    code = "tokenizer_not_found"
+
+
+class RoleMismatchError(InvarlockError):
+    """The subject and the baseline are models of different roles (causal, masked LM, seq2seq)."""
+
+    code = "role_mismatch"
+
+
+class OutputWriteError(InvarlockError):
+    """Results could not be written into the output directory; nothing was left half-written."""
+
+    code = "output_unwritable"
+
+
 class TokenizerMismatchError(InvarlockError):
     """The subject's tokenizer differs from the baseline's, so their scores cannot be compared."""
 
@@ -107,3 +182,52 @@ class RestoreVerificationError(InvarlockError):
     """After a failed gate the model could not be proved back to its baseline weights bit for bit."""
 
     code = "restore_unverified"
+
+
+# -- snapshot engine (invarlock-torch): failures after writing began, failed snapshot writes ------
+
+
+class SnapshotPartiallyRestoredError(InvarlockError):
+    """A restore failed after it had started writing into the model: the model is partly restored."""
+
+    code = "snapshot_partially_restored"
+
+
+class SnapshotWriteError(InvarlockError):
+    """A chunked snapshot could not be written (disk full, read-only, not a directory); nothing is left."""
+
+    code = "snapshot_write_failed"
+
+
+# -- PEFT adapters (invarlock-peft) ----------------------------------------------------------------
+
+
+class PeftBaseNotFoundError(ModelLoadError):
+    """A PEFT adapter's base model cannot be found: not named, not a local path, or not available offline."""
+
+    code = "peft_base_not_found"
+
+
+class PeftBaseChangedError(SnapshotMismatchError):
+    """An adapter-only snapshot is restored over base weights that differ from those it was taken over."""
+
+    code = "peft_base_changed"
+
+
+# -- GGUF checkpoints (invarlock-gguf) ------------------------------------------------------------
+
+
+class AmbiguousCheckpointError(ModelLoadError):
+    """A directory holds several model files of one format (GGUF), so which one to load is not clear."""
+
+    code = "checkpoint_ambiguous"
+
+
+# -- scoring --------------------------------------------------------------------------------------
+
+
+class ScoringInputError(InvarlockError):
+    """An adapter cannot score the windows it was given (padding, a row longer than its context,
+    token ids outside its vocabulary)."""
+
+    code = "scoring_input_refused"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from invarlock import hookspec
+from invarlock.quantizers import QuantizationMethod
 from invarlock.types import AdapterSpec, Resolution
 
 # -------------------------------------------------------------------------
@@ -40,12 +41,16 @@ def invarlock_register_adapters() -> Sequence[AdapterSpec]:
 
 
 @hookspec(firstresult=True)
-def invarlock_resolve_adapter(model_id: str) -> Resolution | None:
+def invarlock_resolve_adapter(model_id: str, options: Mapping[str, Any]) -> Resolution | None:
     """Choose the adapter for a model id or local path, and say why.
 
-    Stops at the first non-None result.
+    Stops at the first non-None result. This is the one decider for adapter ``auto`` and for
+    adapters that resolve (``hf_auto``): core names no backend and reads no load option itself.
 
     :param model_id: a local directory or a hub id.
+    :param options: the load options the model will be loaded with, as given by the user
+        (``quantization_config``, ``dtype``, a backend's own flags...); what they mean is the
+        plugins' to decide.
     :returns: the adapter name and a one-line reason, or None if this plugin cannot decide.
     """
 
@@ -151,7 +156,9 @@ def invarlock_snapshot(model: Any, include: Sequence[str] | None, same_device: b
     :param include: names of modules or tensors to capture (prefix match); None captures all.
     :param same_device: keep copies on each tensor's own device instead of the CPU.
     :returns: a snapshot object accepted by :func:`invarlock_restore`, or None.
-    :raises invarlock.errors.UnsupportedOperationError: the adapter declares snapshots unsupported.
+    :raises invarlock.errors.UnsupportedOperationError: the model is this plugin's and its adapter
+        declares ``SnapshotSupport.NO`` (core does not refuse by adapter name: the plugin that
+        recognises the model raises, from this hook and the other three snapshot/restore hooks).
     """
 
 
@@ -167,6 +174,8 @@ def invarlock_restore(model: Any, snapshot: Any) -> bool | None:
     :returns: True once restored, or None if this plugin does not recognise the model.
     :raises invarlock.errors.SnapshotMismatchError: the snapshot is not of this model; the model is
         untouched.
+    :raises invarlock.errors.UnsupportedOperationError: the model is this plugin's and its adapter
+        declares ``SnapshotSupport.NO``.
     """
 
 
@@ -184,6 +193,8 @@ def invarlock_snapshot_chunked(
     :param include: as for :func:`invarlock_snapshot`.
     :param shard_bytes: the largest shard size in bytes; None uses the adapter's default.
     :returns: the path of the finished snapshot directory, or None.
+    :raises invarlock.errors.UnsupportedOperationError: the model is this plugin's and its adapter
+        declares ``SnapshotSupport.NO``.
     """
 
 
@@ -199,4 +210,22 @@ def invarlock_restore_chunked(model: Any, path: Path) -> bool | None:
     :returns: True once restored, or None if this plugin does not recognise the model.
     :raises invarlock.errors.SnapshotCorruptError: a file is missing, truncated or corrupt.
     :raises invarlock.errors.SnapshotMismatchError: the snapshot is of another model.
+    :raises invarlock.errors.UnsupportedOperationError: the model is this plugin's and its adapter
+        declares ``SnapshotSupport.NO``.
+    """
+
+
+# -------------------------------------------------------------------------
+# Quantization methods (``invarlock plugins quantizers``)
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def invarlock_quantization_methods() -> Sequence[QuantizationMethod]:
+    """List the quantization methods a library this plugin knows registers, and their status here.
+
+    Results of all plugins are collected; for a method listed by several, the first plugin asked
+    answers. Must not load a model; the results are cached per installed environment.
+
+    :returns: one :class:`~invarlock.quantizers.QuantizationMethod` per method.
     """

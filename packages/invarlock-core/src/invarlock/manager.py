@@ -3,14 +3,23 @@
 A plugin that fails to import, raises while registering, or implements a hook that does not exist
 is recorded with status ``error`` and the host carries on. ``INVARLOCK_DISABLE_PLUGINS=a,b`` (entry
 point or distribution names) blocks plugins before they are imported. Two distributions that
-register one adapter name make that name an error naming both.
+register one adapter name make that name an error naming both. What a plugin prints while it is
+imported or registers goes to stderr, so ``--json`` output stays clean.
+
+The hooks are called through :meth:`InvarlockPluginManager.call_first`: a plugin that raises for a
+request it does not own (another plugin answers once it is left out) is recorded as a fault on that
+plugin, warned about once, and skipped; a raise from the owner becomes one :class:`PluginError`
+naming the plugin.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import sys
+import traceback
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
@@ -25,14 +34,30 @@ from invarlock.catalogue import FIRST_PARTY, FIRST_PARTY_DISTRIBUTIONS, GROUPS, 
 from invarlock.errors import (
     AdapterNotFoundError,
     DependencyMissingError,
+    InvarlockError,
     PluginConflictError,
     PluginError,
+    PluginHookError,
 )
 from invarlock.readiness import Readiness, Status, check_backend, installed_version, platform_supported
 from invarlock.types import AdapterSpec, GuardSupport, Role, SnapshotSupport
 
 DISABLE_ENV = "INVARLOCK_DISABLE_PLUGINS"
 HOOK_NAMES = frozenset(name for name in dir(hookspecs) if name.startswith("invarlock_"))
+
+
+class PluginFaultWarning(UserWarning):
+    """A plugin raised in a hook for a request another plugin answered; it was skipped."""
+
+
+@dataclass(frozen=True)
+class PluginFault:
+    """A raise of a plugin's hookimpl for a request it did not own (another plugin answered)."""
+
+    hook: str
+    error: str
+    """``ExceptionType: message``."""
+    traceback: str
 
 
 @dataclass
@@ -47,6 +72,10 @@ class PluginRecord:
     error: str | None = None
     hooks: tuple[str, ...] = ()
     adapters: tuple[str, ...] = ()
+    traceback: str | None = None
+    """The full traceback of ``error`` when it was an exception (``invarlock plugins --traceback``)."""
+    faults: list[PluginFault] = field(default_factory=list)
+    """Raises at call time for requests another plugin answered (this process only)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +105,17 @@ def disabled_plugins() -> frozenset[str]:
 
 
 def _describe_exception(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    """``Type: message`` on one line (the lines of a multi-line message joined)."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _traceback_text(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _hookimpl_code(function: Any) -> Any:
+    return getattr(getattr(function, "__func__", function), "__code__", None)
 
 
 def _same_distribution(a: str, b: str) -> bool:
@@ -106,6 +145,8 @@ def _spec_problem(spec: Any) -> str | None:
         return f"{spec.name}: role must be an invarlock.types.Role, not {spec.role!r}"
     if not isinstance(spec.snapshot, SnapshotSupport) or not isinstance(spec.guards, GuardSupport):
         return f"{spec.name}: snapshot and guards must be SnapshotSupport and GuardSupport values"
+    if not isinstance(spec.resolves, bool):
+        return f"{spec.name}: resolves must be True or False, not {spec.resolves!r}"
     if not (isinstance(spec.adapter_class, type) and issubclass(spec.adapter_class, Adapter)):
         return f"{spec.name}: adapter_class must be a subclass of invarlock.adapters.Adapter"
     if spec.adapter_class.name not in ("", spec.name):
@@ -174,9 +215,19 @@ class InvarlockPluginManager(pluggy.PluginManager):
                 )
                 continue
             try:
-                module = ep.load()
+                with contextlib.redirect_stdout(sys.stderr):  # a print at import must not corrupt --json
+                    module = ep.load()
             except (Exception, SystemExit) as exc:  # a broken plugin must not take the host down
-                self._record(PluginRecord(ep.name, distribution, version, "error", _describe_exception(exc)))
+                self._record(
+                    PluginRecord(
+                        ep.name,
+                        distribution,
+                        version,
+                        "error",
+                        _describe_exception(exc),
+                        traceback=_traceback_text(exc),
+                    )
+                )
                 continue
             self.add_plugin(module, ep.name, distribution=distribution, version=version)
 
@@ -207,11 +258,14 @@ class InvarlockPluginManager(pluggy.PluginManager):
         try:
             self._check_hook_names(plugin, name)
             self.register(plugin, name=name)
-            specs = self._call_registration(plugin, name)
+            with contextlib.redirect_stdout(sys.stderr):
+                specs = self._call_registration(plugin, name)
         except Exception as exc:
             if self.is_registered(plugin):
                 self.unregister(plugin)
             record.status, record.error = "error", _describe_exception(exc)
+            if not isinstance(exc, PluginError):  # our own refusals need no traceback
+                record.traceback = _traceback_text(exc)
             return record
         record.hooks = tuple(sorted(caller.name for caller in self.get_hookcallers(plugin) or []))
         record.adapters = tuple(spec.name for spec in specs)
@@ -265,6 +319,94 @@ class InvarlockPluginManager(pluggy.PluginManager):
         claimants = self._conflicts.get(spec.name, (str(existing.distribution),))
         self._conflicts[spec.name] = (*claimants, str(spec.distribution))
 
+    # -- calling hooks ------------------------------------------------------------------------
+
+    def call_first(self, hook_name: str, *, owner: str | None = None, **kwargs: Any) -> Any:
+        """Call a first-result hook so that one plugin's bug cannot answer for another's model.
+
+        An :class:`InvarlockError` from a plugin is its answer and propagates. Any other exception is
+        traced to the plugin whose hookimpl raised. If that plugin is ``owner`` (the plugin that
+        registered the adapter named in the request), or no other plugin answers once it is left
+        out, the raise becomes one :class:`PluginError` naming the plugin. Otherwise the raise is
+        recorded on the plugin (:attr:`PluginRecord.faults`, warned about once) and the answer of
+        the next plugin is returned.
+
+        :param owner: the plugin that owns the request when it is known: the one that registered the
+            adapter named in a load request, or the adapter that loaded the model.
+        :returns: the first non-None result, or None when no plugin answers.
+        """
+        caller = getattr(self.hook, hook_name)
+        skipped: list[tuple[str, Exception]] = []
+        while True:
+            try:
+                result = caller(**kwargs)
+            except InvarlockError:
+                raise
+            except Exception as exc:
+                culprit, wrapper = self._raising_plugin(hook_name, exc)
+                if culprit is None:  # not raised inside a hookimpl (pluggy itself, a bad argument)
+                    raise
+                if culprit == owner or wrapper:
+                    # A wrapper edits every answer: leaving it out would return an answer it meant
+                    # to change, so its raise is never skipped.
+                    raise self._plugin_failed(culprit, hook_name, exc, "") from exc
+                skipped.append((culprit, exc))
+                caller = self.subset_hook_caller(hook_name, [self.get_plugin(name) for name, _ in skipped])
+                continue
+            if skipped and result is None:
+                first_culprit, first_error = skipped[0]
+                raise self._plugin_failed(
+                    first_culprit, hook_name, first_error, ", and no other plugin answers for this request"
+                ) from first_error
+            for skipped_plugin, error in skipped:
+                self._record_fault(skipped_plugin, hook_name, error)
+            return result
+
+    def plugin_of_adapter(self, adapter: str) -> str | None:
+        """The name of the plugin that registered ``adapter``, if one did."""
+        return self._spec_plugin.get(adapter)
+
+    def _raising_plugin(self, hook_name: str, exc: BaseException) -> tuple[str | None, bool]:
+        """The plugin whose hookimpl is the innermost one on ``exc``'s traceback, and whether that
+        hookimpl is a wrapper."""
+        impls = {}
+        for impl in getattr(self.hook, hook_name).get_hookimpls():
+            code = _hookimpl_code(impl.function)
+            if code is not None:
+                impls[code] = (impl.plugin_name, bool(impl.wrapper or impl.hookwrapper))
+        found: tuple[str | None, bool] = (None, False)
+        tb = exc.__traceback__
+        while tb is not None:
+            found = impls.get(tb.tb_frame.f_code, found)
+            tb = tb.tb_next
+        return found
+
+    def _plugin_failed(self, plugin: str, hook_name: str, exc: Exception, context: str) -> PluginHookError:
+        return PluginHookError(
+            f"plugin {plugin}{self._distribution_words(plugin)} failed in {hook_name}{context} "
+            f"({_describe_exception(exc)}); report it to the plugin's authors or disable it with "
+            f"{DISABLE_ENV}={plugin} (`invarlock plugins --traceback {plugin}` shows where)"
+        )
+
+    def _distribution_words(self, plugin: str) -> str:
+        record = self.plugin_records.get(plugin)
+        return f" ({record.distribution})" if record is not None and record.distribution else ""
+
+    def _record_fault(self, plugin: str, hook_name: str, exc: Exception) -> None:
+        record = self.plugin_records.get(plugin)
+        if record is None:
+            return
+        first = not record.faults
+        record.faults.append(PluginFault(hook_name, _describe_exception(exc), _traceback_text(exc)))
+        if first:
+            warnings.warn(
+                f"plugin {plugin}{self._distribution_words(plugin)} failed in {hook_name} "
+                f"({_describe_exception(exc)}) for a request another plugin answered; it was skipped "
+                "(further faults of this plugin are recorded without a warning)",
+                PluginFaultWarning,
+                stacklevel=3,
+            )
+
     # -- queries ------------------------------------------------------------------------------
 
     def adapter_spec(self, name: str) -> AdapterSpec:
@@ -276,7 +418,7 @@ class InvarlockPluginManager(pluggy.PluginManager):
             return spec
         entry = FIRST_PARTY.get(name)
         if entry is not None:
-            readiness = self._catalogue_readiness(entry)
+            readiness = self.catalogue_readiness(entry)
             if readiness.status is Status.ERROR:
                 fix = f"fix it or reinstall it: pip install --force-reinstall {entry.distribution}"
             elif readiness.install:
@@ -332,11 +474,18 @@ class InvarlockPluginManager(pluggy.PluginManager):
         distribution = str(spec.distribution)
         entry = FIRST_PARTY.get(spec.name)
         first_party = entry is not None and _same_distribution(entry.distribution, distribution)
+        plugin = self._spec_plugin.get(spec.name)
         if spec.name in self._conflicts:
             readiness = Readiness(Status.ERROR, self._conflict_message(spec.name))
         else:
             readiness = check_backend(spec)
-        plugin = self._spec_plugin.get(spec.name)
+            faults = self.plugin_records[plugin].faults if plugin in self.plugin_records else []
+            if faults:
+                note = (
+                    f"plugin {plugin} failed {len(faults)} time(s) in this process for requests other "
+                    f"plugins answered, first in {faults[0].hook} ({faults[0].error})"
+                )
+                readiness = replace(readiness, reason="; ".join(filter(None, (readiness.reason, note))))
         version = self.plugin_records[plugin].version if plugin in self.plugin_records else None
         return AdapterRecord(
             name=spec.name,
@@ -355,7 +504,11 @@ class InvarlockPluginManager(pluggy.PluginManager):
             spec=spec,
         )
 
-    def _catalogue_readiness(self, entry: CatalogueEntry) -> Readiness:
+    def installed_adapters(self) -> frozenset[str]:
+        """Names of the adapters loaded plugins registered (conflicting ones included)."""
+        return frozenset(self._specs)
+
+    def catalogue_readiness(self, entry: CatalogueEntry) -> Readiness:
         """Why a first-party adapter that no loaded plugin provides cannot be used, and the fix."""
         plugin = self._plugin_of_distribution(entry.distribution)
         if plugin is not None and plugin.status == "disabled":
@@ -397,7 +550,7 @@ class InvarlockPluginManager(pluggy.PluginManager):
             distribution=entry.distribution,
             version=plugin.version if plugin else None,
             plugin=plugin.name if plugin else None,
-            readiness=self._catalogue_readiness(entry),
+            readiness=self.catalogue_readiness(entry),
             platforms=entry.platforms,
         )
 

@@ -6,8 +6,9 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-from invarlock.errors import NetworkDisabledError
+from invarlock.errors import ModelNotFoundError, NetworkDisabledError
 
 ALLOW_NETWORK_ENV = "INVARLOCK_ALLOW_NETWORK"
 _OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
@@ -70,3 +71,23 @@ def not_available_offline(model_id: str) -> NetworkDisabledError:
         f"{model_id} is not a local path and is not in the Hugging Face cache, and network access is "
         f"off; check the path, or set {ALLOW_NETWORK_ENV}=1 to download it"
     )
+
+
+def path_shaped(model_id: str) -> bool:
+    """Whether ``model_id`` can only be a local path, never a hub id (``org/name``): absolute,
+    starting with ``.`` or ``~``, holding more than one ``/``, or holding the OS's own separator."""
+    return (
+        Path(model_id).expanduser().is_absolute()
+        or model_id.startswith((".", "~"))
+        or model_id.count("/") > 1
+        or (os.sep != "/" and os.sep in model_id)
+    )
+
+
+def check_model_path(model_id: str, what: str = "model") -> None:
+    """Refuse a path-shaped ``model_id`` that does not exist (``ModelNotFoundError``); a hub id is
+    left to the adapter, which answers offline with :func:`not_available_offline`."""
+    if path_shaped(model_id) and not Path(model_id).expanduser().exists():
+        raise ModelNotFoundError(
+            f"{what} path {model_id} does not exist; pass an existing checkpoint directory or a hub id"
+        )

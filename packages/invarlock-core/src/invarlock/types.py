@@ -55,6 +55,9 @@ class AdapterSpec:
         does not count.
     :param distribution: the providing distribution; filled in by the plugin manager from the
         entry point when the plugin leaves it empty.
+    :param resolves: the adapter loads nothing itself: for each checkpoint it picks an adapter
+        through ``invarlock_resolve_adapter`` (given the load options) and loads with that one
+        (``hf_auto``). Its plugin implements no loading hook for it.
     """
 
     name: str
@@ -67,6 +70,7 @@ class AdapterSpec:
     notes: str = ""
     superseded_backends: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     distribution: str | None = None
+    resolves: bool = False
 
 
 @dataclass(frozen=True)

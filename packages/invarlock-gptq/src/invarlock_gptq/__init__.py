@@ -1,6 +1,5 @@
 """InvarLock adapter for GPTQ quantized causal language models (``hf_gptq``), run by gptqmodel.
 
-Also home of what GPTQ and AWQ (invarlock-awq) share: both are packed-integer formats loaded
-through transformers and gptqmodel (:mod:`invarlock_gptq.family`, ``.loading``, ``.checkpoint``,
-``.kernels``).
+What GPTQ shares with AWQ (invarlock-awq) lives in invarlock-packed; this package states what is
+GPTQ's own (:mod:`invarlock_gptq.family`).
 """

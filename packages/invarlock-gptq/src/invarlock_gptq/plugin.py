@@ -1,6 +1,6 @@
 """The invarlock-gptq plugin: registers hf_gptq.
 
-The hookimpls are invarlock-gptq's :class:`~invarlock_gptq.hooks.PackedFamilyHooks` for the
+The hookimpls are invarlock-packed's :class:`~invarlock_packed.PackedFamilyHooks` for the
 GPTQ family, exposed under the hook names. Imports nothing heavy.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from invarlock.adapters import Adapter
 from invarlock.types import AdapterSpec, GuardSupport, Role, SnapshotSupport
 from invarlock_gptq.family import GPTQ
-from invarlock_gptq.hooks import PackedFamilyHooks
+from invarlock_packed import PackedFamilyHooks
 
 
 class HF_GPTQ_Adapter(Adapter):

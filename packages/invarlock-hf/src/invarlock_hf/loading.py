@@ -12,12 +12,25 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from invarlock.errors import ModelLoadError, NetworkDisabledError, UnsupportedOperationError
+from invarlock.errors import (
+    ModelLoadError,
+    NetworkDisabledError,
+    RemoteCodeRefusedError,
+    TokenizerNotFoundError,
+    UnsafeCheckpointError,
+    UnsupportedOperationError,
+)
 from invarlock.network import (
     ALLOW_NETWORK_ENV,
     hub_offline_unless_allowed,
     network_allowed,
     not_available_offline,
+)
+from invarlock_hf.checkpoint import (
+    TOKENIZER_FILES,
+    check_local_checkpoint,
+    has_tokenizer_files,
+    require_directory,
 )
 
 DTYPE_NAMES = {
@@ -94,6 +107,7 @@ def load_pretrained(
     :class:`~invarlock.errors.ModelLoadError` with transformers' message inside; nothing is
     retried with arguments dropped.
     """
+    check_local_checkpoint(model_id)
     import transformers
 
     kwargs = from_pretrained_kwargs(options)
@@ -111,7 +125,19 @@ def load_pretrained(
 
 
 def load_tokenizer(model_id: str, options: dict[str, Any]) -> Any:
-    """``AutoTokenizer.from_pretrained`` under the same offline rules and error messages as models."""
+    """``AutoTokenizer.from_pretrained`` under the same offline rules and error messages as models.
+
+    A local directory without any tokenizer file is refused (:class:`TokenizerNotFoundError`)
+    before transformers is asked: transformers 5 builds a near-empty tokenizer there instead of
+    failing, which would make certify compare vocabularies instead of using the baseline's.
+    """
+    require_directory(model_id)
+    directory = Path(model_id).expanduser()
+    if directory.is_dir() and not has_tokenizer_files(directory):
+        raise TokenizerNotFoundError(
+            f"{model_id} holds no tokenizer files ({', '.join(TOKENIZER_FILES[:5])}...); copy the "
+            "tokenizer files of the model it was made from into it"
+        )
     from transformers import AutoTokenizer
 
     kwargs = {"trust_remote_code": False, **options}
@@ -139,11 +165,54 @@ def load_error(model_id: str, call: str, exc: BaseException, options: dict[str, 
                 f"{model_id} is not a local path and is not in the Hugging Face cache, and HF_HUB_OFFLINE "
                 f"is set although {ALLOW_NETWORK_ENV}=1; unset HF_HUB_OFFLINE to download it"
             )
-    reason = f"{type(exc).__name__}: {exc}".strip()
+    known = _known_failure(model_id, exc)
+    if known is not None:
+        return known
     return ModelLoadError(
-        f"{call} could not load {model_id} ({reason}); fix what transformers reports "
+        f"{call} could not load {model_id} ({one_line(exc)}); fix what transformers reports "
         "(InvarLock does not retry with other arguments)"
     )
+
+
+_MAX_REASON = 300
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line, at most a few hundred characters (transformers' messages run to
+    paragraphs)."""
+    text = " ".join(str(exc).split())
+    if len(text) > _MAX_REASON:
+        text = text[: _MAX_REASON - 3].rstrip() + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in found:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def _known_failure(model_id: str, exc: BaseException) -> ModelLoadError | None:
+    """Backend failures with advice of our own, instead of the backend's (which may be unsafe)."""
+    import pickle
+
+    for cause in _chain(exc):
+        text = str(cause)
+        if isinstance(cause, pickle.UnpicklingError) or "weights_only" in text:
+            return UnsafeCheckpointError(
+                f"{model_id} holds pickled weights that torch refused to unpickle because they would run "
+                "code or load objects it does not trust; convert the checkpoint to safetensors with a "
+                "tool you trust (never load it with weights_only=False)"
+            )
+        if "trust_remote_code" in text and "custom code" in text:
+            return RemoteCodeRefusedError(
+                f"{model_id} needs its own Python code to load (auto_map in config.json) and remote code "
+                "is off; pass --trust-remote-code (trust_remote_code=True) only if you trust that code"
+            )
+    return None
 
 
 def _in_hub_cache(model_id: str, options: dict[str, Any]) -> bool:

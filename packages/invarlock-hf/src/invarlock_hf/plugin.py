@@ -11,11 +11,12 @@ from typing import Any
 
 from invarlock import hookimpl
 from invarlock.adapters import Adapter
+from invarlock.quantizers import QuantizationMethod
 from invarlock.types import AdapterSpec, Resolution, Role
 from invarlock_hf.models import is_transformers_model
 
-# The snapshot hookimpls live with the snapshot engine; importing them here registers them.
-from invarlock_hf.snapshot.hooks import (
+# The snapshot hookimpls (glue to invarlock-torch's engine); importing them here registers them.
+from invarlock_hf.snapshot import (
     invarlock_restore,
     invarlock_restore_chunked,
     invarlock_snapshot,
@@ -44,7 +45,8 @@ class HF_Seq2Seq_Adapter(Adapter):
 
 
 class HF_Auto_Adapter(Adapter):
-    """Picks the adapter from the checkpoint (:func:`invarlock_hf.resolve.resolve`) and loads with it."""
+    """Picks the adapter for each checkpoint through ``invarlock_resolve_adapter`` (this plugin's
+    answer is :func:`invarlock_hf.resolve.resolve`) and loads with it; core does the hand-over."""
 
     name = "hf_auto"
 
@@ -56,27 +58,25 @@ def invarlock_register_adapters() -> list[AdapterSpec]:
         AdapterSpec("hf_mlm", Role.MASKED_LM, HF_MLM_Adapter, BACKEND, notes="AutoModelForMaskedLM"),
         AdapterSpec("hf_seq2seq", Role.SEQ2SEQ, HF_Seq2Seq_Adapter, BACKEND, notes="AutoModelForSeq2SeqLM"),
         AdapterSpec(
-            "hf_auto", Role.ANY, HF_Auto_Adapter, BACKEND, notes="picks the adapter from the checkpoint"
+            "hf_auto",
+            Role.ANY,
+            HF_Auto_Adapter,
+            BACKEND,
+            notes="picks the adapter from the checkpoint",
+            resolves=True,
         ),
     ]
 
 
 @hookimpl
-def invarlock_resolve_adapter(model_id: str) -> Resolution:
+def invarlock_resolve_adapter(model_id: str, options: Mapping[str, Any]) -> Resolution:
     from invarlock_hf.resolve import resolve
 
-    return resolve(model_id)
+    return resolve(model_id, dict(options))
 
 
 @hookimpl
 def invarlock_load_model(adapter: str, model_id: str, device: str, options: dict[str, Any]) -> Any | None:
-    if adapter == "hf_auto":
-        from invarlock.adapters import get_adapter
-        from invarlock_hf.resolve import resolve
-
-        # Through the chosen adapter's own entry: a missing distribution or backend gets its pip command.
-        chosen = resolve(model_id, options).adapter
-        return get_adapter(chosen).load_model(model_id, device=device, **options)
     auto_class = AUTO_CLASSES.get(adapter)
     if auto_class is None:
         return None
@@ -87,7 +87,7 @@ def invarlock_load_model(adapter: str, model_id: str, device: str, options: dict
 
 @hookimpl
 def invarlock_load_tokenizer(adapter: str, model_id: str, options: dict[str, Any]) -> Any | None:
-    if adapter != "hf_auto" and adapter not in AUTO_CLASSES:
+    if adapter not in AUTO_CLASSES:
         return None
     from invarlock_hf.loading import load_tokenizer
 
@@ -119,6 +119,13 @@ def invarlock_logits(model: Any, inputs: Mapping[str, Any]) -> Any | None:
     return logits(model, inputs)
 
 
+@hookimpl
+def invarlock_quantization_methods() -> list[QuantizationMethod]:
+    from invarlock_hf.quantizers import quantization_methods
+
+    return quantization_methods()
+
+
 __all__ = [
     "HF_Auto_Adapter",
     "HF_Causal_Adapter",
@@ -129,6 +136,7 @@ __all__ = [
     "invarlock_load_model",
     "invarlock_load_tokenizer",
     "invarlock_logits",
+    "invarlock_quantization_methods",
     "invarlock_register_adapters",
     "invarlock_resolve_adapter",
     "invarlock_restore",

@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-QUANTIZED_ADAPTERS = {"bitsandbytes": "hf_bnb", "gptq": "hf_gptq", "awq": "hf_awq"}
+QUANTIZED_ADAPTERS = {
+    "bitsandbytes": "hf_bnb",
+    "gptq": "hf_gptq",
+    "awq": "hf_awq",
+    "compressed-tensors": "hf_compressed",
+}
 """Quantization method → the adapter that loads, describes and snapshots such models."""
 
 _BNB_OPTION_PREFIX = "bnb_4bit_"
@@ -24,6 +29,7 @@ _FIELDS = {
     ),
     "gptq": ("group_size", "desc_act", "sym", "checkpoint_format"),
     "awq": ("group_size", "zero_point", "version"),
+    "compressed-tensors": ("format",),
 }
 
 

@@ -9,13 +9,13 @@ config, or downloaded when ``INVARLOCK_ALLOW_NETWORK=1``; otherwise its name is 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from invarlock.network import ALLOW_NETWORK_ENV, network_allowed
 from invarlock.types import Resolution
+from invarlock_hf.checkpoint import read_config
 from invarlock_hf.quantization import QUANTIZED_ADAPTERS, detect_quantization
 from invarlock_hf.structure import CAUSAL, MASKED_LM, SEQ2SEQ, role_from_config
 
@@ -70,10 +70,9 @@ def _onnx_resolution(directory: Path, label: str) -> Resolution | None:
 
 def _resolve_config(directory: Path, label: str) -> Resolution:
     """Quantization, then role, from the config.json in ``directory``."""
-    config_path = directory / "config.json"
-    if not config_path.is_file():
+    config = read_config(directory)
+    if config is None:
         return Resolution(DEFAULT_ADAPTER, f"{label} has no config.json; {DEFAULT_ADAPTER} is the default")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
     stated = detect_quantization(config)
     if stated is not None and stated["method"] in QUANTIZED_ADAPTERS:
         return Resolution(

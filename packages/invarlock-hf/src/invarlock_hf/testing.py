@@ -225,22 +225,6 @@ def save_tiny_checkpoint(model_type: str, directory: str | Path, *, seed: int = 
     return path
 
 
-def full_state(model: Any) -> dict[str, Any]:
-    """CPU copies of every parameter and buffer under every name, non-persistent buffers and tied
-    aliases included: what a snapshot must restore (``invarlock.testing.model_state`` holds only
-    the state dict)."""
-    named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
-    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in named}
-
-
-def assert_restored(before: dict[str, Any], model: Any) -> None:
-    """Fail unless ``model`` holds, bit for bit, the :func:`full_state` taken as ``before``."""
-    from invarlock.testing import states_bit_equal
-
-    differing = states_bit_equal(before, full_state(model))
-    assert not differing, f"not bit-exact after restore: {differing[:5]}"
-
-
 def save_tiny_tokenizer(directory: str | Path, *, vocab_size: int = TINY_VOCAB) -> Path:
     """Train a tiny word-level tokenizer locally (no hub) and save it as a transformers tokenizer."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers

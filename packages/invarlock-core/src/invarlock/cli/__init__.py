@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from invarlock.cli import certify, describe, plugins, run
 from invarlock.errors import InvarlockError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, as a shell reports a command stopped by Ctrl-C."""
 
 
 class _VersionAction(argparse.Action):
@@ -35,7 +39,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_plugin_faults_plainly() -> None:
+    """A plugin fault is reported as one ``invarlock: warning:`` line, not Python's two-line warning."""
+    from invarlock.manager import PluginFaultWarning
+
+    shown = warnings.showwarning
+    if getattr(shown, "plain_plugin_faults", False):
+        return
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, PluginFaultWarning):
+            print(f"invarlock: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    show.plain_plugin_faults = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _show_plugin_faults_plainly()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -46,3 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvarlockError as exc:
         print(f"invarlock: error [{exc.code}]: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        # Outputs are written all-or-nothing at the end, so an interrupted run leaves none behind.
+        print(
+            f"\ninvarlock: interrupted; {args.command} stopped before it finished and wrote no results",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED

@@ -7,9 +7,11 @@ import os
 import sys
 from typing import Any
 
-from invarlock.certificate import to_json
-from invarlock.datasets import EMBEDDED
-from invarlock.evaluation.gate import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_MAX_RATIO
+from invarlock.certification.certificate import to_json
+from invarlock.certification.datasets import EMBEDDED
+from invarlock.certification.evaluation.gate import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_MAX_RATIO
+from invarlock.certification.evaluation.scoring import DEFAULT_BATCH_SIZE
+from invarlock.certification.evaluation.windows import DEFAULT_SEED, DEFAULT_SEQ_LEN, DEFAULT_WINDOWS
 
 DEFAULT_OUT = "invarlock-certificate"
 
@@ -47,6 +49,15 @@ def load_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def subject_load_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.subject_base:
+        options["base"] = args.subject_base
+    if args.subject_merge:
+        options["merge"] = True
+    return options
+
+
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "certify",
@@ -63,6 +74,15 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--subject-adapter", help="adapter for the subject only (overrides --adapter for it)")
     parser.add_argument(
+        "--subject-base",
+        help="a PEFT adapter subject's base model (overrides base_model_name_or_path in its adapter_config.json)",
+    )
+    parser.add_argument(
+        "--subject-merge",
+        action="store_true",
+        help="merge a PEFT adapter subject into its base before scoring (certify merged against unmerged)",
+    )
+    parser.add_argument(
         "--dataset",
         default=EMBEDDED,
         help=f"{EMBEDDED} (embedded offline corpus, default), a .txt/.jsonl file, or hf:NAME[:CONFIG]",
@@ -71,16 +91,32 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--text-field", default="text", help="JSONL / dataset field holding the text (default: text)"
     )
-    parser.add_argument("--seq-len", type=positive_int, default=128, help="tokens per window (default: 128)")
+    parser.add_argument(
+        "--seq-len",
+        type=positive_int,
+        default=DEFAULT_SEQ_LEN,
+        help=f"tokens per window (default: {DEFAULT_SEQ_LEN})",
+    )
     parser.add_argument(
         "--stride", type=positive_int, help="tokens between window starts (default: --seq-len)"
     )
-    parser.add_argument("--windows", type=positive_int, default=64, help="number of windows (default: 64)")
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed for window choice, masking and bootstrap (default: 0)"
+        "--windows",
+        type=positive_int,
+        default=DEFAULT_WINDOWS,
+        help=f"number of windows (default: {DEFAULT_WINDOWS})",
     )
     parser.add_argument(
-        "--batch-size", type=positive_int, default=8, help="windows per forward pass (default: 8)"
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"seed for window choice, masking and bootstrap (default: {DEFAULT_SEED})",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"windows per forward pass (default: {DEFAULT_BATCH_SIZE})",
     )
     parser.add_argument(
         "--max-ratio",
@@ -111,11 +147,12 @@ def add_parser(commands: Any) -> None:
 
 
 def _certify_command(args: argparse.Namespace) -> int:
-    from invarlock.certificate import write_certificate
-    from invarlock.certify import CertifyOptions, certify
+    from invarlock.certification.certificate import write_certificate
+    from invarlock.certification.certify import CertifyOptions, certify
+    from invarlock.certification.evaluate import WindowSettings
+    from invarlock.certification.evaluation.gate import GatePolicy
+    from invarlock.certification.progress import Progress
     from invarlock.errors import ConfigError
-    from invarlock.evaluation.gate import GatePolicy
-    from invarlock.progress import Progress
 
     quiet_backend_progress()
     if not 0.5 <= args.confidence < 1.0:
@@ -128,13 +165,16 @@ def _certify_command(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         split=args.split,
         text_field=args.text_field,
-        seq_len=args.seq_len,
-        stride=args.stride,
-        windows=args.windows,
-        seed=args.seed,
-        batch_size=args.batch_size,
+        windows=WindowSettings(
+            seq_len=args.seq_len,
+            stride=args.stride,
+            windows=args.windows,
+            seed=args.seed,
+            batch_size=args.batch_size,
+        ),
         device=args.device,
         load_options=load_options(args),
+        subject_load_options=subject_load_options(args),
         policy=GatePolicy(args.max_ratio, args.confidence, args.bootstrap),
     )
     with Progress(enabled=not args.json) as progress:

@@ -43,11 +43,11 @@ def add_parser(commands: Any) -> None:
 
 
 def _describe_command(args: argparse.Namespace) -> int:
-    from invarlock import pipeline
+    from invarlock.certification import sides
 
     quiet_backend_progress()
     options = load_options(args)
-    pipeline.check_model_path(args.model, "model")
+    sides.check_model_path(args.model, "model")
     if args.config_only:
         description = describe_config(args.model, options, revision=args.revision)
         adapter_info: dict[str, Any] | None = None
@@ -55,8 +55,8 @@ def _describe_command(args: argparse.Namespace) -> int:
             f"{args.model}  (from {description.get('config_source', 'config.json')}, no weights loaded)"
         )
     else:
-        chosen = pipeline.choose_adapter(args.model, args.adapter, flag="--adapter", load_options=options)
-        model = pipeline.load_model(chosen, args.model, "model", args.device, options)
+        chosen = sides.choose_adapter(args.model, args.adapter, flag="--adapter", load_options=options)
+        model = sides.load_model(chosen, args.model, "model", args.device, options)
         description = dict(chosen.adapter.describe(model))
         adapter_info = chosen.info()
         headline = f"{args.model}  (adapter {chosen.name}: {chosen.resolution.reason})"

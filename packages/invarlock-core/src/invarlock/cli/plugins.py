@@ -7,82 +7,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
+
+from packaging.utils import canonicalize_name
 
 from invarlock import __version__
 from invarlock.catalogue import GROUPS
-from invarlock.errors import AdapterNotFoundError
-from invarlock.manager import AdapterRecord, get_plugin_manager
-
-ADAPTERS_SCHEMA = "invarlock.plugins.adapters/v1"
-PLUGINS_SCHEMA = "invarlock.plugins/v1"
+from invarlock.cli import quantizers
+from invarlock.errors import AdapterNotFoundError, PluginNotFoundError
+from invarlock.listing import ADAPTERS_SCHEMA, adapters_listing, plugins_listing
+from invarlock.manager import get_plugin_manager
 
 
 def add_parser(commands: Any) -> None:
     plugins = commands.add_parser("plugins", help="list plugin distributions and the hooks they implement")
     plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.add_argument(
+        "--traceback",
+        metavar="NAME",
+        help="print the full traceback of plugin NAME's failure (and of the faults recorded on it)",
+    )
     plugins.set_defaults(handler=_plugins_command)
     sub = plugins.add_subparsers(dest="plugins_command", metavar="SUBCOMMAND")
     adapters = sub.add_parser("adapters", help="list every adapter and whether it is ready here")
     adapters.add_argument("--json", action="store_true", help=f"print JSON ({ADAPTERS_SCHEMA})")
     adapters.add_argument("--explain", metavar="NAME", help="explain one adapter's status in full")
     adapters.set_defaults(handler=_adapters_command)
-
-
-# -- data ---------------------------------------------------------------------------------------
-
-
-def adapter_item(record: AdapterRecord) -> dict[str, Any]:
-    """One adapter as the JSON listing shows it (the schema is docs/schemas/plugins-adapters.v1.json)."""
-    readiness = record.readiness
-    return {
-        "name": record.name,
-        "group": record.group,
-        "role": record.role.value,
-        "origin": record.origin,
-        "distribution": record.distribution,
-        "version": record.version,
-        "plugin": record.plugin,
-        "backend": list(record.backend),
-        "backend_version": readiness.backend_version,
-        "snapshot": record.snapshot.value if record.snapshot else None,
-        "guards": record.guards.value if record.guards else None,
-        "platforms": list(record.platforms),
-        "status": readiness.status.value,
-        "reason": readiness.reason or None,
-        "missing": list(readiness.missing),
-        "install": readiness.install,
-        "notes": record.notes or None,
-    }
-
-
-def adapters_listing() -> dict[str, Any]:
-    return {
-        "schema": ADAPTERS_SCHEMA,
-        "invarlock_core": __version__,
-        "platform": sys.platform,
-        "adapters": [adapter_item(r) for r in get_plugin_manager().adapter_records()],
-    }
-
-
-def plugins_listing() -> dict[str, Any]:
-    return {
-        "schema": PLUGINS_SCHEMA,
-        "invarlock_core": __version__,
-        "plugins": [
-            {
-                "name": r.name,
-                "distribution": r.distribution,
-                "version": r.version,
-                "status": r.status,
-                "error": r.error,
-                "hooks": list(r.hooks),
-                "adapters": list(r.adapters),
-            }
-            for r in sorted(get_plugin_manager().plugin_records.values(), key=lambda r: r.name)
-        ],
-    }
+    quantizers.add_parser(sub)
 
 
 def version_text() -> str:
@@ -190,7 +141,34 @@ def _adapters_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _traceback_command(name: str) -> int:
+    records = [r for key, r in get_plugin_manager().plugin_records.items() if name in (key, r.name)]
+    records = records or [
+        r
+        for r in get_plugin_manager().plugin_records.values()
+        if r.distribution and canonicalize_name(r.distribution) == canonicalize_name(name)
+    ]
+    if not records:
+        known = sorted(r.name for r in get_plugin_manager().plugin_records.values())
+        raise PluginNotFoundError(
+            f"no plugin named {name!r} is installed; `invarlock plugins` lists them"
+            + (f" ({', '.join(known)})" if known else "")
+        )
+    for record in records:
+        texts = [record.traceback] if record.traceback else []
+        texts += [fault.traceback for fault in record.faults]
+        if texts:
+            print("\n".join(text.rstrip("\n") for text in texts))
+        elif record.error:
+            print(f"plugin {record.name} is {record.status} without an exception to trace: {record.error}")
+        else:
+            print(f"plugin {record.name} is {record.status}; it has raised nothing in this process")
+    return 0
+
+
 def _plugins_command(args: argparse.Namespace) -> int:
+    if args.traceback:
+        return _traceback_command(args.traceback)
     listing = plugins_listing()
     if args.json:
         print(json.dumps(listing, indent=2))
@@ -202,7 +180,9 @@ def _plugins_command(args: argparse.Namespace) -> int:
         version = f" {plugin['version']}" if plugin["version"] else ""
         print(f"{plugin['name']}  {plugin['distribution'] or '-'}{version}  [{plugin['status']}]")
         if plugin["error"]:
-            print(f"    error: {plugin['error']}")
+            print(f"    error: {plugin['error']} (`invarlock plugins --traceback {plugin['name']}`)")
+        for fault in plugin["faults"]:
+            print(f"    fault in {fault['hook']}: {fault['error']}")
         if plugin["hooks"]:
             print(f"    hooks: {', '.join(plugin['hooks'])}")
         if plugin["adapters"]:

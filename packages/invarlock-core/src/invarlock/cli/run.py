@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from invarlock.certificate import to_json
+from invarlock.certification.certificate import to_json
 
 
 def add_parser(commands: Any) -> None:
@@ -26,11 +26,11 @@ def add_parser(commands: Any) -> None:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    from invarlock.certificate import write_report
+    from invarlock.certification.certificate import write_report
+    from invarlock.certification.progress import Progress
+    from invarlock.certification.run import run
     from invarlock.cli.certify import quiet_backend_progress, summary
     from invarlock.config import load_config
-    from invarlock.progress import Progress
-    from invarlock.runner import run
 
     quiet_backend_progress()
     config = load_config(args.config)

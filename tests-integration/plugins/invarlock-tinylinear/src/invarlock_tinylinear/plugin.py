@@ -1,9 +1,9 @@
 """The invarlock-tinylinear plugin: registers the ``tinylinear`` adapter and implements its hooks.
 
 Registered through ``[project.entry-points.invarlock] tinylinear = "invarlock_tinylinear.plugin"``.
-Imports nothing heavy: torch and safetensors are imported inside the hookimpls, so
-``invarlock plugins adapters`` never pays for them. Model-keyed hooks return None for models that
-are not tinylinear models, so other plugins answer for theirs.
+Imports nothing heavy: torch, safetensors and invarlock-torch's snapshot engine are imported inside
+the hookimpls, so ``invarlock plugins adapters`` never pays for them. Model-keyed hooks return None
+for models that are not tinylinear models, so other plugins answer for theirs.
 """
 
 from __future__ import annotations
@@ -126,20 +126,25 @@ def invarlock_logits(model: Any, inputs: Mapping[str, Any]) -> Any | None:
         return model(inputs["input_ids"].to(device)).float().cpu()
 
 
+# Snapshots go through invarlock-torch's engine (its public API only): every name, shape and dtype
+# checked before the first byte is written, tied weights held once, chunked shards with a checksum
+# per tensor, written atomically.
+
+
 @hookimpl
 def invarlock_snapshot(model: Any, include: Sequence[str] | None, same_device: bool) -> Any | None:
     if not _is_ours(model):
         return None
-    from invarlock_tinylinear.weights import take_snapshot
+    from invarlock_torch import take_snapshot
 
-    return take_snapshot(model, include, same_device)
+    return take_snapshot(model, include=include, same_device=same_device)
 
 
 @hookimpl
 def invarlock_restore(model: Any, snapshot: Any) -> bool | None:
     if not _is_ours(model):
         return None
-    from invarlock_tinylinear.weights import restore_snapshot
+    from invarlock_torch import restore_snapshot
 
     restore_snapshot(model, snapshot)
     return True
@@ -151,16 +156,16 @@ def invarlock_snapshot_chunked(
 ) -> Path | None:
     if not _is_ours(model):
         return None
-    from invarlock_tinylinear.weights import write_chunked
+    from invarlock_torch import write_chunked_snapshot
 
-    return write_chunked(model, directory, include, shard_bytes)
+    return write_chunked_snapshot(model, directory, include=include, shard_bytes=shard_bytes)
 
 
 @hookimpl
 def invarlock_restore_chunked(model: Any, path: Path) -> bool | None:
     if not _is_ours(model):
         return None
-    from invarlock_tinylinear.weights import restore_chunked
+    from invarlock_torch import restore_chunked_snapshot
 
-    restore_chunked(model, Path(path))
+    restore_chunked_snapshot(model, path)
     return True

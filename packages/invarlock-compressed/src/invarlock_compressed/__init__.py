@@ -1,0 +1,1 @@
+"""InvarLock adapter hf_compressed: compressed-tensors (llm-compressor) checkpoints."""

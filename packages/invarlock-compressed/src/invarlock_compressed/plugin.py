@@ -1,0 +1,133 @@
+"""The invarlock-compressed plugin: registers hf_compressed, compressed-tensors (llm-compressor)
+checkpoints.
+
+Imports nothing heavy: torch, transformers and compressed-tensors are imported inside the
+hookimpls. Scoring and tokenizers are invarlock-hf's (the model is a transformers model); this
+plugin answers first for what differs: loading (kept compressed), the ``quantization`` block of
+``describe`` (a wrapper around invarlock-hf's description) and snapshots, which carry each
+module's scheme as settings a restore must find unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+from invarlock import hookimpl
+from invarlock.adapters import Adapter
+from invarlock.types import AdapterSpec, GuardSupport, Role, SnapshotSupport
+from invarlock_compressed.modules import ADAPTER, METHOD, is_compressed_tensors_model
+
+
+class HF_Compressed_Adapter(Adapter):
+    """Causal LMs saved by compressed-tensors / llm-compressor (W4A16, W8A8, FP8...), kept compressed."""
+
+    name = ADAPTER
+
+
+@hookimpl
+def invarlock_register_adapters() -> list[AdapterSpec]:
+    return [
+        AdapterSpec(
+            ADAPTER,
+            Role.CAUSAL,
+            HF_Compressed_Adapter,
+            backend=("compressed-tensors", "transformers", "torch"),
+            snapshot=SnapshotSupport.YES,
+            guards=GuardSupport.FULL,
+            notes="compressed-tensors checkpoints (pack-quantized, int8, fp8), kept compressed in memory",
+        )
+    ]
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+@hookimpl
+def invarlock_load_model(adapter: str, model_id: str, device: str, options: dict[str, Any]) -> Any | None:
+    if adapter != ADAPTER:
+        return None
+    from invarlock_compressed.loading import load_compressed_model
+
+    return load_compressed_model(model_id, device, options)
+
+
+@hookimpl
+def invarlock_load_tokenizer(adapter: str, model_id: str, options: dict[str, Any]) -> Any | None:
+    if adapter != ADAPTER:
+        return None
+    from invarlock_hf.loading import load_tokenizer
+
+    return load_tokenizer(model_id, options)
+
+
+# -- describing ----------------------------------------------------------------------------------
+
+
+@hookimpl(wrapper=True)
+def invarlock_describe(model: Any) -> Generator[None, dict[str, Any] | None, dict[str, Any] | None]:
+    description = yield
+    if description is None:
+        return None
+    if (description.get("quantization") or {}).get("method") != METHOD:
+        return description
+    from invarlock_compressed.describe import complete_description
+
+    return complete_description(model, description)
+
+
+# -- snapshots: answered before invarlock-hf's, to carry each module's scheme ---------------------
+
+
+@hookimpl(tryfirst=True)
+def invarlock_snapshot(model: Any, include: Sequence[str] | None, same_device: bool) -> Any | None:
+    if not is_compressed_tensors_model(model):
+        return None
+    from invarlock_compressed import snapshot as compressed_snapshot
+
+    return compressed_snapshot.snapshot(model, include, same_device)
+
+
+@hookimpl(tryfirst=True)
+def invarlock_restore(model: Any, snapshot: Any) -> bool | None:
+    if not is_compressed_tensors_model(model):
+        return None
+    from invarlock_compressed import snapshot as compressed_snapshot
+
+    compressed_snapshot.restore(model, snapshot)
+    return True
+
+
+@hookimpl(tryfirst=True)
+def invarlock_snapshot_chunked(
+    model: Any, directory: Path | None, include: Sequence[str] | None, shard_bytes: int | None
+) -> Path | None:
+    if not is_compressed_tensors_model(model):
+        return None
+    from invarlock_compressed import snapshot as compressed_snapshot
+
+    return compressed_snapshot.snapshot_chunked(model, directory, include, shard_bytes)
+
+
+@hookimpl(tryfirst=True)
+def invarlock_restore_chunked(model: Any, path: Path) -> bool | None:
+    if not is_compressed_tensors_model(model):
+        return None
+    from invarlock_compressed import snapshot as compressed_snapshot
+
+    compressed_snapshot.restore_chunked(model, path)
+    return True
+
+
+__all__ = [
+    "HF_Compressed_Adapter",
+    "invarlock_describe",
+    "invarlock_load_model",
+    "invarlock_load_tokenizer",
+    "invarlock_register_adapters",
+    "invarlock_restore",
+    "invarlock_restore_chunked",
+    "invarlock_snapshot",
+    "invarlock_snapshot_chunked",
+]
