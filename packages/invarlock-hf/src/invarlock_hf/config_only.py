@@ -8,7 +8,6 @@ each format's tensor layout. A size the formats do not fix is refused with its r
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -49,13 +48,14 @@ def read_config_json(model_id: str, options: dict[str, Any]) -> tuple[dict[str, 
 
 
 def _parse(path: Path) -> dict[str, Any]:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{path} is not readable JSON ({exc}); fix or replace the file") from exc
-    if not isinstance(document, dict):
-        raise ModelLoadError(f"{path} holds a {type(document).__name__}, not a JSON object; fix the file")
-    return document
+    """The checked config.json at ``path`` (a local file, or the hub cache's copy), through the one
+    reader of config.json (:func:`invarlock_hf.checkpoint.read_config`)."""
+    from invarlock_hf.checkpoint import read_config
+
+    config = read_config(path.parent)
+    if config is None:
+        raise ModelLoadError(f"{path} is missing; --config-only needs a config.json")
+    return config
 
 
 def head_class(config_json: dict[str, Any]) -> str:
