@@ -138,4 +138,4 @@ def test_optional_describe_keys_in_hooks_md_are_the_validators() -> None:
     text = (DOCS / "hooks.md").read_text()
     table = text.split("Optional keys, checked whenever present", 1)[1].split("\n\n", 2)[1]
     documented = re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE)
-    assert sorted(documented) == sorted(OPTIONAL_KEYS), "hooks.md and OPTIONAL_KEYS list different optional keys"
+    assert sorted(documented) == sorted(OPTIONAL_KEYS), "hooks.md and OPTIONAL_KEYS differ"
