@@ -108,6 +108,20 @@ def invarlock_describe(model: Any) -> dict[str, Any] | None:
     """
 
 
+@hookspec(firstresult=True)
+def invarlock_describe_config(model_id: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    """Describe the model a checkpoint's config states, without loading its weights
+    (``invarlock describe MODEL --config-only``).
+
+    Stops at the first non-None result. Runs inside ``hub_offline_unless_allowed()``.
+
+    :param model_id: a local directory or a hub id (its cached config when the network is off).
+    :param options: ``revision``, ``cache_dir``, ``trust_remote_code`` (False unless the user passed True).
+    :returns: a description passing the describe contract plus a ``memory`` block, or None when
+        this plugin cannot read the checkpoint's config.
+    """
+
+
 # -------------------------------------------------------------------------
 # Scoring
 # -------------------------------------------------------------------------
