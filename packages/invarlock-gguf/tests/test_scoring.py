@@ -94,10 +94,18 @@ def test_padding_is_refused(f32_model: Any) -> None:
 
 def test_rows_longer_than_the_context_are_refused(gguf_files: dict[str, Path]) -> None:
     adapter = get_adapter(ADAPTER)
-    model = adapter.load_model(gguf_files["Q8_0"], n_ctx=64)
-    assert model.n_ctx == 64 and model.config.max_position_embeddings == 64
-    with pytest.raises(InvarlockError, match=r"does not fit model-q8_0\.gguf's context of 64"):
-        adapter.logits(model, batch(65))
+    model = adapter.load_model(gguf_files["Q8_0"])
+    # The file's context length (256); certify's window check reads it from model.config.
+    assert model.n_ctx == 256 and model.config.max_position_embeddings == 256
+    with pytest.raises(InvarlockError, match=r"does not fit model-q8_0\.gguf's context of 256"):
+        adapter.logits(model, batch(257))
+
+
+def test_n_ctx_is_what_llama_cpp_made(gguf_files: dict[str, Path]) -> None:
+    """llama.cpp rounds a requested context up (to a multiple of 256); the model reports the real one."""
+    model = get_adapter(ADAPTER).load_model(gguf_files["Q8_0"], n_ctx=64)
+    assert model.n_ctx == model.llama.n_ctx() >= 64
+    assert get_adapter(ADAPTER).describe(model)["gguf"]["n_ctx"] == model.n_ctx
 
 
 def test_threads_option_reaches_llama_cpp(gguf_files: dict[str, Path]) -> None:
