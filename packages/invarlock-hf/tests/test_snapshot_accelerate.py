@@ -1,17 +1,20 @@
-"""Snapshots of models dispatched by accelerate: they work, or they refuse with a clear error."""
+"""Snapshots of models dispatched by accelerate, offloaded to CPU memory or to disk: they round-trip
+bit for bit, or they refuse with a clear error before anything is written."""
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import transformers
-from accelerate import cpu_offload, dispatch_model
-from accelerate.utils import align_module_device, has_offloaded_params
+from accelerate import cpu_offload, disk_offload, dispatch_model
+from accelerate.utils import align_module_device, has_offloaded_params, offload_weight
 
-from invarlock.errors import UnsupportedOperationError
+from invarlock.errors import OffloadStoreError, UnsupportedOperationError
 from invarlock.testing import differing_tensors, mutate_weights
 from invarlock_hf.testing import save_tiny_checkpoint
 from invarlock_torch import (
@@ -87,50 +90,156 @@ def test_cpu_offloaded_model_round_trips_through_the_offloaded_weights(
         assert all(p.device.type == "meta" for p in model.parameters()), "restore changed the dispatch"
 
 
+DISK_DEVICE_MAP = {
+    "transformer.wte": "cpu",
+    "transformer.wpe": "cpu",
+    "transformer.h.0": "cpu",
+    "transformer.h.1": "disk",
+    "transformer.ln_f": "cpu",
+    "lm_head": "cpu",
+}
+
+
 @pytest.fixture
 def disk_offloaded(gpt2_path: Path, tmp_path: Path) -> Any:
-    device_map = {
-        "transformer.wte": "cpu",
-        "transformer.wpe": "cpu",
-        "transformer.h.0": "cpu",
-        "transformer.h.1": "disk",
-        "transformer.ln_f": "cpu",
-        "lm_head": "cpu",
-    }
-    model = load(gpt2_path, device_map=device_map, offload_folder=str(tmp_path / "offload"))
+    model = load(gpt2_path, device_map=DISK_DEVICE_MAP, offload_folder=str(tmp_path / "offload"))
     assert model.transformer.h[1].attn.c_attn.weight.device.type == "meta", "accelerate did not offload"
     return model
 
 
-def test_disk_offloaded_model_refuses_snapshots_and_writes_nothing(
+@pytest.fixture
+def dat_offloaded(gpt2_path: Path, tmp_path: Path) -> Any:
+    """The whole model offloaded by accelerate's disk_offload: every weight in a .dat file."""
+    model = load(gpt2_path)
+    disk_offload(model, str(tmp_path / "dat"), execution_device=torch.device("cpu"))
+    assert all(p.device.type == "meta" for p in model.parameters()), "accelerate did not offload"
+    return model
+
+
+def offload_stores(model: torch.nn.Module) -> list[tuple[Any, str]]:
+    """(accelerate's OffloadedWeightsLoader, index key) of every weight it reads from disk."""
+    found = []
+    for module in model.modules():
+        hook = vars(module).get("_hf_hook")
+        weights_map = getattr(hook, "weights_map", None)
+        if not getattr(hook, "offload", False) or weights_map is None:
+            continue
+        for attr, tensor in [*module._parameters.items(), *module._buffers.items()]:
+            key = weights_map.prefix + attr
+            if tensor is not None and tensor.device.type == "meta" and key in weights_map.dataset.index:
+                found.append((weights_map.dataset, key))
+    return found
+
+
+def edit_disk_weights(model: torch.nn.Module) -> None:
+    """An edit through accelerate's own offload API: each weight read from disk is written back changed,
+    as accelerate writes an offloaded weight (a .dat file in the offload folder, the index pointing to it)."""
+    stores = offload_stores(model)
+    assert stores, "no weight of the model is read from disk"
+    for loader, key in stores:
+        offload_weight(loader[key] + 0.25, key, loader.save_folder, index=loader.index)
+
+
+def disk_values(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {key: loader[key] for loader, key in offload_stores(model)}
+
+
+def test_disk_offloaded_model_round_trips_bit_exactly(
+    disk_offloaded: Any, gpt2_path: Path, tmp_path: Path
+) -> None:
+    reference = load(gpt2_path)  # the same checkpoint, every weight in memory
+    expected = reference.state_dict()
+    for snapshot in (take_snapshot(disk_offloaded), take_snapshot(read_back(disk_offloaded, tmp_path))):
+        held = dict(zip((slot.names[0] for slot in snapshot.layout.slots), snapshot.tensors, strict=True))
+        assert sum(len(slot.names) for slot in snapshot.layout.slots) == len(expected)
+        assert [n for n in held if n.startswith("transformer.h.1.")], "the disk-offloaded block was not captured"
+        assert not differing_tensors({n: expected[n] for n in held}, held)
+        assert {slot.device for slot in snapshot.layout.slots if slot.names[0].startswith("transformer.h.1.")} == {
+            "disk"
+        }
+
+
+def read_back(model: Any, tmp_path: Path) -> Any:
+    """The model after a chunked snapshot of it is written and restored into it unchanged."""
+    path = write_chunked_snapshot(model, tmp_path / "chunked")
+    restore_chunked_snapshot(model, path)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["memory", "chunked"])
+@pytest.mark.parametrize("store", ["checkpoint", "dat"])
+def test_disk_offloaded_model_edit_then_restore_gives_the_original_logits(
+    kind: str, store: str, gpt2_path: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    model = request.getfixturevalue("disk_offloaded" if store == "checkpoint" else "dat_offloaded")
+    checkpoint_files = files_of(gpt2_path)
+    expected = logits(model)
+    if kind == "memory":
+        snapshot = take_snapshot(model)
+        restore = lambda: restore_snapshot(model, snapshot)  # noqa: E731
+    else:
+        path = write_chunked_snapshot(model, tmp_path / "snapshots")
+        restore = lambda: restore_chunked_snapshot(model, path)  # noqa: E731
+    for _ in range(2):
+        edit_disk_weights(model)
+        mutate_weights(model)  # and the weights held in memory, if any
+        assert not bit_equal(logits(model), expected), "the edit did not reach the model"
+        restore()
+        assert bit_equal(logits(model), expected)
+    assert files_of(gpt2_path) == checkpoint_files, "a restore wrote into the checkpoint"
+    assert model.transformer.h[1].attn.c_attn.weight.device.type == "meta", "restore changed the dispatch"
+
+
+def test_unchanged_disk_weights_served_from_the_checkpoint_are_not_rewritten(
     disk_offloaded: Any, tmp_path: Path
 ) -> None:
-    with pytest.raises(UnsupportedOperationError, match=r"transformer\.h\.1\..* is offloaded to disk"):
-        take_snapshot(disk_offloaded)
+    snapshot = take_snapshot(disk_offloaded)
+    mutate_weights(disk_offloaded)
+    restore_snapshot(disk_offloaded, snapshot)
+    assert list((tmp_path / "offload").iterdir()) == []
+    assert all("safetensors_file" in loader.index[key] for loader, key in offload_stores(disk_offloaded))
+
+
+def test_damaged_offload_file_refuses_snapshots_and_writes_nothing(dat_offloaded: Any, tmp_path: Path) -> None:
+    loader, key = offload_stores(dat_offloaded)[3]
+    dat = Path(loader.save_folder) / f"{key}.dat"
+    dat.write_bytes(dat.read_bytes()[:-4])
+    with pytest.raises(OffloadStoreError, match=re.escape(str(dat))):
+        take_snapshot(dat_offloaded)
     target = tmp_path / "snapshots"
     target.mkdir()
-    with pytest.raises(UnsupportedOperationError, match="offloaded to disk"):
-        write_chunked_snapshot(disk_offloaded, target)
+    with pytest.raises(OffloadStoreError, match="holds .* bytes where it needs"):
+        write_chunked_snapshot(dat_offloaded, target)
     assert list(target.iterdir()) == []
 
 
-def test_disk_offloaded_model_refuses_restore_and_stays_untouched(
-    disk_offloaded: Any, gpt2_path: Path, tmp_path: Path
+@pytest.mark.parametrize("kind", ["memory", "chunked"])
+def test_damaged_offload_file_refuses_restore_and_leaves_model_and_files_untouched(
+    kind: str, dat_offloaded: Any, tmp_path: Path
 ) -> None:
-    in_memory = load(gpt2_path)
-    snapshot, path = take_snapshot(in_memory), write_chunked_snapshot(in_memory, tmp_path / "snapshots")
-    mutate_weights(disk_offloaded)  # changes the tensors held in memory only
-    edited = {n: t.detach().clone() for n, t in disk_offloaded.named_parameters() if t.device.type != "meta"}
-    checkpoint_files = files_of(gpt2_path)
-    for restore in (
-        lambda: restore_snapshot(disk_offloaded, snapshot),
-        lambda: restore_chunked_snapshot(disk_offloaded, path),
-    ):
-        with pytest.raises(UnsupportedOperationError, match="offloaded to disk"):
-            restore()
-    after = {n: t.detach() for n, t in disk_offloaded.named_parameters() if t.device.type != "meta"}
-    assert not differing_tensors(edited, after)
-    assert files_of(gpt2_path) == checkpoint_files
+    snapshot = take_snapshot(dat_offloaded)
+    path = write_chunked_snapshot(dat_offloaded, tmp_path / "snapshots")
+    edit_disk_weights(dat_offloaded)
+    loader, key = offload_stores(dat_offloaded)[-1]
+    dat = Path(loader.save_folder) / f"{key}.dat"
+    dat.write_bytes(dat.read_bytes() + b"\0\0\0\0")
+    edited_files = files_of(Path(loader.save_folder))
+    with pytest.raises(OffloadStoreError, match=re.escape(str(dat))):
+        if kind == "memory":
+            restore_snapshot(dat_offloaded, snapshot)
+        else:
+            restore_chunked_snapshot(dat_offloaded, path)
+    assert files_of(Path(loader.save_folder)) == edited_files
+
+
+def test_damaged_checkpoint_behind_disk_offload_is_refused(gpt2_path: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(gpt2_path, copy)
+    model = load(copy, device_map=DISK_DEVICE_MAP, offload_folder=str(tmp_path / "offload"))
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(OffloadStoreError, match="cannot be read from"):
+        take_snapshot(model)
 
 
 def test_disk_offloaded_model_snapshots_the_modules_held_in_memory(
@@ -138,7 +247,9 @@ def test_disk_offloaded_model_snapshots_the_modules_held_in_memory(
 ) -> None:
     block = disk_offloaded.transformer.h[0]
     before = {n: t.detach().clone() for n, t in block.state_dict().items()}
+    on_disk = disk_values(disk_offloaded)
     snapshot = take_snapshot(disk_offloaded, include=["transformer.h.0"])
+    assert all(name.startswith("transformer.h.0.") for name in snapshot.names)
     path = write_chunked_snapshot(disk_offloaded, tmp_path, include=["transformer.h.0"])
     for restore in (
         lambda: restore_snapshot(disk_offloaded, snapshot),
@@ -148,8 +259,7 @@ def test_disk_offloaded_model_snapshots_the_modules_held_in_memory(
         assert differing_tensors(before, block.state_dict())
         restore()
         assert not differing_tensors(before, block.state_dict())
-    with pytest.raises(UnsupportedOperationError, match="offloaded to disk"):
-        take_snapshot(disk_offloaded, include=["transformer.h.0", "transformer.h.1.attn"])
+    assert not differing_tensors(on_disk, disk_values(disk_offloaded))
 
 
 def test_model_on_the_meta_device_is_refused(gpt2_path: Path, tmp_path: Path) -> None:

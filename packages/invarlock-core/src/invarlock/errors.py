@@ -248,3 +248,12 @@ class InvalidArgumentError(InvarlockError):
     """A command-line value is out of its range (a non-finite or too small --max-ratio, --confidence)."""
 
     code = "argument_invalid"
+
+
+# -- disk offload (invarlock-torch snapshot engine) ----------------------------------------------
+
+
+class OffloadStoreError(InvarlockError):
+    """A weight accelerate offloaded to disk cannot be read (or written back) from its offload store."""
+
+    code = "offload_store_unreadable"

@@ -49,6 +49,7 @@ import torch
 
 from invarlock.errors import SnapshotCorruptError, SnapshotPartiallyRestoredError, SnapshotWriteError
 from invarlock_torch.layout import Settings, SnapshotLayout, TensorSlot, capture_layout, plan_restore
+from invarlock_torch.offload import values_of
 
 try:  # ISA-L computes the very same CRC-32 as zlib about four times faster; zlib is the fallback
     from isal.isal_zlib import crc32 as crc32  # re-exported: part of invarlock_torch's API
@@ -149,7 +150,7 @@ def _write_shard(
     stored: dict[str, torch.Tensor] = {}
     storages: set[int] = set()
     for slot, source in zip(slots, sources, strict=True):
-        tensor = _as_stored(source)
+        tensor = _as_stored(values_of(source))  # a weight offloaded to disk is read here, one at a time
         storage = tensor.untyped_storage().data_ptr()
         if tensor.numel() and storage in storages:
             tensor = tensor.clone()  # safetensors refuses two entries over one memory block

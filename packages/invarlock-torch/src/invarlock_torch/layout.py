@@ -6,8 +6,9 @@ kinds, shapes, dtypes, tying, and the caller's settings) and both restore throug
 
 A *live tensor* is the tensor that holds a name's values right now: the module's parameter or
 buffer, or, for a module whose weights accelerate offloaded to CPU memory, the tensor in the offload
-hook's weights map (the module itself then holds a meta placeholder). Weights offloaded to disk
-have no live tensor we may write into, so they are refused.
+hook's weights map (the module itself then holds a meta placeholder), or, for a weight offloaded to
+disk, an :class:`~invarlock_torch.offload.OffloadedTensor` that reads it from (and a restore writes
+it back to) accelerate's offload store, one weight at a time.
 
 Identity: two names are one tied tensor when their live tensors are the same view of the same
 memory (device, address, dtype, shape, strides). A ``DTensor`` (tensor parallelism) is represented
@@ -32,6 +33,7 @@ from typing import Any
 import torch
 
 from invarlock.errors import SnapshotMismatchError, UnsupportedOperationError
+from invarlock_torch.offload import OffloadedTensor, is_offloaded, offloaded_tensor
 
 PARAMETER = "parameter"
 BUFFER = "buffer"
@@ -54,7 +56,8 @@ class LiveTensor:
 
     kind: str
     tensor: torch.Tensor
-    """What is read and written: the tensor itself, or a DTensor's local shard."""
+    """What is read and written: the tensor itself, a DTensor's local shard, or (for a weight
+    offloaded to disk) an :class:`~invarlock_torch.offload.OffloadedTensor`."""
     module: torch.nn.Module | None = None
     attr: str = ""
     registered: torch.Tensor | None = None
@@ -156,15 +159,20 @@ def _offload_hook_weights(module: torch.nn.Module) -> Mapping[str, Any] | None:
     return None
 
 
-def _in_memory_offloaded(weights_map: Mapping[str, Any], key: str) -> torch.Tensor | None:
-    """The CPU tensor behind an offloaded weight, or None when it is read from disk on use."""
+def _in_memory_offloaded(
+    name: str, weights_map: Mapping[str, Any], key: str, placeholder: torch.Tensor
+) -> torch.Tensor | OffloadedTensor | None:
+    """The CPU tensor behind an offloaded weight, its disk store when it is read from disk on use,
+    or None when neither is found."""
     dataset: Any = getattr(weights_map, "dataset", weights_map)  # accelerate's PrefixedDataset
     full_key = getattr(weights_map, "prefix", "") + key
     if isinstance(dataset, dict):
         value = dataset.get(full_key)
     else:  # OffloadedWeightsLoader: in-memory tensors live in .state_dict, the rest on disk
         value = getattr(dataset, "state_dict", {}).get(full_key)
-    return value if isinstance(value, torch.Tensor) and value.device.type != "meta" else None
+    if isinstance(value, torch.Tensor) and value.device.type != "meta":
+        return value
+    return offloaded_tensor(name, weights_map, key, placeholder)
 
 
 def _named_module_tensors(
@@ -192,6 +200,7 @@ _OFFLOAD_ADVICE = (
     "load the model with its weights in memory (a device_map without 'disk', or more max_memory for "
     "'cpu'), or pass include= naming only modules held in memory"
 )
+_UNINDEXED = "offloaded by accelerate but in none of its offload stores (no entry in its weights map)"
 
 
 def _subclass_name(tensor: torch.Tensor) -> str:
@@ -309,11 +318,11 @@ def live_tensors(model: torch.nn.Module, extra_tensors: Mapping[str, torch.Tenso
         if tensor.device.type != "meta":
             live.tensors[name] = LiveTensor(kind, tensor, module, attr)
             continue
-        under_hook, value = _offloaded_value(name, offloaded)
+        under_hook, value = _offloaded_value(name, tensor, offloaded)
         if value is not None:
-            live.tensors[name] = LiveTensor(kind, value)
+            live.tensors[name] = LiveTensor(kind, value)  # type: ignore[arg-type]
         elif under_hook:
-            live.unavailable[name] = ("offloaded to disk by accelerate", _OFFLOAD_ADVICE)
+            live.unavailable[name] = (_UNINDEXED, _OFFLOAD_ADVICE)
         else:
             live.unavailable[name] = ("on the meta device, without values", _OFFLOAD_ADVICE)
     for name, tensor in (extra_tensors or {}).items():
@@ -329,28 +338,34 @@ def live_tensors(model: torch.nn.Module, extra_tensors: Mapping[str, torch.Tenso
 
 
 def _offloaded_value(
-    name: str, offloaded: Mapping[str, Mapping[str, Any]]
-) -> tuple[bool, torch.Tensor | None]:
+    name: str, placeholder: torch.Tensor, offloaded: Mapping[str, Mapping[str, Any]]
+) -> tuple[bool, torch.Tensor | OffloadedTensor | None]:
     """Whether an offload hook covers ``name``, and its in-memory value if it has one."""
     # The nearest enclosing module with an offload hook holds the name, relative to that module.
     parts = name.split(".")
     for cut in range(len(parts) - 1, -1, -1):
         weights_map = offloaded.get(".".join(parts[:cut]))
         if weights_map is not None:
-            return True, _in_memory_offloaded(weights_map, ".".join(parts[cut:]))
+            return True, _in_memory_offloaded(name, weights_map, ".".join(parts[cut:]), placeholder)
     return False, None
 
 
 def _storage_key(tensor: torch.Tensor) -> tuple[Any, ...]:
     # Tensors that are the same object or the same view of the same memory are one tied tensor.
-    # Only plain tensors get here (live_tensors turns DTensors into their shards, refuses others).
+    # Only plain tensors get here (live_tensors turns DTensors into their shards, refuses others),
+    # and weights offloaded to disk, which are one tensor per stored file region.
+    if is_offloaded(tensor):
+        return ("offloaded", *tensor.identity())  # type: ignore[attr-defined]
     if tensor.numel() == 0:
         return ("object", id(tensor))
     return (tensor.device, tensor.data_ptr(), tensor.dtype, tensor.shape, tensor.stride())
 
 
 def storage_identity(tensor: torch.Tensor) -> tuple[Any, ...]:
-    """The memory block behind a plain tensor (views of one block share it)."""
+    """The memory block behind a plain tensor (views of one block share it), or the file region
+    behind a weight offloaded to disk."""
+    if is_offloaded(tensor):
+        return ("offloaded", *tensor.identity())  # type: ignore[attr-defined]
     storage = tensor.untyped_storage()
     if storage.nbytes() == 0:
         return ("empty", id(tensor))
@@ -434,6 +449,9 @@ def capture_layout(
             "model; use module or tensor names from model.named_parameters() or model.named_modules()"
         )
     _check_storage_count(captured_members, sources)
+    for source in sources:
+        if is_offloaded(source):
+            source.check(writable=False)  # type: ignore[attr-defined]
     recorded = _json_settings(settings)
     if prefixes is not None:
         recorded = {name: value for name, value in recorded.items() if _matches(name, prefixes)}
@@ -547,6 +565,11 @@ def plan_restore(
     plan = RestorePlan(targets=[])
     if not problems:
         problems = _plan_targets(layout, live.tensors, plan)
+    if not problems:
+        for targets in plan.targets:
+            for target in targets:
+                if is_offloaded(target):
+                    target.check(writable=True)  # type: ignore[attr-defined]
     if problems:
         shown = "; ".join(problems[:_MAX_LISTED])
         more = f" (and {len(problems) - _MAX_LISTED} more)" if len(problems) > _MAX_LISTED else ""

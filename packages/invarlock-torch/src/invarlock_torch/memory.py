@@ -9,6 +9,7 @@ import torch
 
 from invarlock.errors import SnapshotMismatchError
 from invarlock_torch.layout import Settings, SnapshotLayout, capture_layout, plan_restore
+from invarlock_torch.offload import is_offloaded, values_of
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: tensors have no truth value
@@ -57,14 +58,16 @@ def take_snapshot(
     :param settings: JSON values by module name that a restore must find unchanged (e.g. a
         quantized layer's settings); with ``include``, those of the included modules.
     :raises SnapshotMismatchError: an ``include`` entry names nothing in the model.
-    :raises UnsupportedOperationError: some weights are offloaded to disk or on the meta device.
+    :raises UnsupportedOperationError: some weights are on the meta device without values (or
+        offloaded by accelerate to no store it indexes).
+    :raises OffloadStoreError: a weight offloaded to disk cannot be read from its offload store.
     """
     layout, sources = capture_layout(model, include, extra_tensors, settings)
-    with torch.no_grad():
-        if same_device:
-            copies = tuple(t.detach().clone() for t in sources)
-        else:
-            copies = tuple(t.detach().to("cpu", copy=True) for t in sources)
+    with torch.no_grad():  # a weight offloaded to disk is read into a new CPU tensor, one at a time
+        copies = tuple(
+            values_of(t) if is_offloaded(t) else t.detach().clone() if same_device else t.detach().to("cpu", copy=True)
+            for t in sources
+        )
     return ModelSnapshot(layout, copies)
 
 
