@@ -105,6 +105,11 @@ class OffloadedTensor:
             self._check_safetensors(entry)
             if writable:
                 folder = getattr(self.loader, "save_folder", None)
+                if self.dtype not in _DAT_DTYPES:
+                    raise self._error(
+                        f"is {self.dtype}, which accelerate's offload files cannot hold, so a restore "
+                        "could not write it back"
+                    )
                 if folder is None or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
                     raise self._error(
                         f"is read from {entry['safetensors_file']}, which is never written, and there is no "
@@ -192,7 +197,7 @@ def offloaded_tensor(name: str, weights_map: Any, key: str, placeholder: torch.T
     dataset: Any = getattr(weights_map, "dataset", weights_map)  # accelerate's PrefixedDataset
     full_key = getattr(weights_map, "prefix", "") + key
     index = getattr(dataset, "index", None)
-    if not isinstance(index, dict) or full_key not in index or placeholder.dtype not in _DAT_DTYPES:
+    if not isinstance(index, dict) or full_key not in index:
         return None
     return OffloadedTensor(name, dataset, full_key, placeholder.shape, placeholder.dtype)
 
