@@ -152,11 +152,13 @@ def test_disk_offloaded_model_round_trips_bit_exactly(
     for snapshot in (take_snapshot(disk_offloaded), take_snapshot(read_back(disk_offloaded, tmp_path))):
         held = dict(zip((slot.names[0] for slot in snapshot.layout.slots), snapshot.tensors, strict=True))
         assert sum(len(slot.names) for slot in snapshot.layout.slots) == len(expected)
-        assert [n for n in held if n.startswith("transformer.h.1.")], "the disk-offloaded block was not captured"
+        assert [n for n in held if n.startswith("transformer.h.1.")], (
+            "the disk-offloaded block was not captured"
+        )
         assert not differing_tensors({n: expected[n] for n in held}, held)
-        assert {slot.device for slot in snapshot.layout.slots if slot.names[0].startswith("transformer.h.1.")} == {
-            "disk"
-        }
+        assert {
+            slot.device for slot in snapshot.layout.slots if slot.names[0].startswith("transformer.h.1.")
+        } == {"disk"}
 
 
 def read_back(model: Any, tmp_path: Path) -> Any:
@@ -200,7 +202,9 @@ def test_unchanged_disk_weights_served_from_the_checkpoint_are_not_rewritten(
     assert all("safetensors_file" in loader.index[key] for loader, key in offload_stores(disk_offloaded))
 
 
-def test_damaged_offload_file_refuses_snapshots_and_writes_nothing(dat_offloaded: Any, tmp_path: Path) -> None:
+def test_damaged_offload_file_refuses_snapshots_and_writes_nothing(
+    dat_offloaded: Any, tmp_path: Path
+) -> None:
     loader, key = offload_stores(dat_offloaded)[3]
     dat = Path(loader.save_folder) / f"{key}.dat"
     dat.write_bytes(dat.read_bytes()[:-4])
@@ -208,7 +212,7 @@ def test_damaged_offload_file_refuses_snapshots_and_writes_nothing(dat_offloaded
         take_snapshot(dat_offloaded)
     target = tmp_path / "snapshots"
     target.mkdir()
-    with pytest.raises(OffloadStoreError, match="holds .* bytes where it needs"):
+    with pytest.raises(OffloadStoreError, match=r"holds .* bytes where it needs"):
         write_chunked_snapshot(dat_offloaded, target)
     assert list(target.iterdir()) == []
 

@@ -65,7 +65,11 @@ def take_snapshot(
     layout, sources = capture_layout(model, include, extra_tensors, settings)
     with torch.no_grad():  # a weight offloaded to disk is read into a new CPU tensor, one at a time
         copies = tuple(
-            values_of(t) if is_offloaded(t) else t.detach().clone() if same_device else t.detach().to("cpu", copy=True)
+            values_of(t)
+            if is_offloaded(t)
+            else t.detach().clone()
+            if same_device
+            else t.detach().to("cpu", copy=True)
             for t in sources
         )
     return ModelSnapshot(layout, copies)

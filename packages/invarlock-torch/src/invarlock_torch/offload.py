@@ -119,7 +119,9 @@ class OffloadedTensor:
         path = self._dat_path()
         if path is None:
             raise self._error("has a .dat entry in the offload index but the loader has no offload folder")
-        if list(entry.get("shape", [])) != list(self.shape) or entry.get("dtype") != _DAT_DTYPES.get(self.dtype):
+        if list(entry.get("shape", [])) != list(self.shape) or entry.get("dtype") != _DAT_DTYPES.get(
+            self.dtype
+        ):
             raise self._error(
                 f"is recorded in the offload index as {entry.get('dtype')} {entry.get('shape')}, not as the "
                 f"module's {self.dtype} {list(self.shape)}"
@@ -158,8 +160,16 @@ class OffloadedTensor:
             value = self.loader[self.key]
         except Exception as error:
             raise self._error(f"cannot be read ({type(error).__name__}: {error})") from None
-        if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(self.shape) or value.dtype != self.dtype:
-            got = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+        if (
+            not isinstance(value, torch.Tensor)
+            or tuple(value.shape) != tuple(self.shape)
+            or value.dtype != self.dtype
+        ):
+            got = (
+                f"{value.dtype} {tuple(value.shape)}"
+                if isinstance(value, torch.Tensor)
+                else type(value).__name__
+            )
             raise self._error(f"reads back as {got}, not the module's {self.dtype} {tuple(self.shape)}")
         return value.detach().to("cpu").contiguous()
 
@@ -173,7 +183,9 @@ class OffloadedTensor:
         if entry.get("safetensors_file") is None:
             path = self._dat_path()
             assert path is not None  # checked before the first write
-            mapped = np.memmap(path, dtype=np.uint8, mode="r+", shape=(max(self.numel(), 1) * self.dtype.itemsize,))
+            mapped = np.memmap(
+                path, dtype=np.uint8, mode="r+", shape=(max(self.numel(), 1) * self.dtype.itemsize,)
+            )
             mapped[: raw.size] = raw
             mapped.flush()
             del mapped
@@ -192,7 +204,9 @@ class OffloadedTensor:
         self.loader.index[self.key] = {"dtype": _DAT_DTYPES[self.dtype], "shape": list(self.shape)}
 
 
-def offloaded_tensor(name: str, weights_map: Any, key: str, placeholder: torch.Tensor) -> OffloadedTensor | None:
+def offloaded_tensor(
+    name: str, weights_map: Any, key: str, placeholder: torch.Tensor
+) -> OffloadedTensor | None:
     """The disk store of an offloaded weight, or None when the weights map has none for ``key``."""
     dataset: Any = getattr(weights_map, "dataset", weights_map)  # accelerate's PrefixedDataset
     full_key = getattr(weights_map, "prefix", "") + key
