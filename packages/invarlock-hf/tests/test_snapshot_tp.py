@@ -20,6 +20,7 @@ import pytest
 import torch
 import transformers
 
+from invarlock.adapters import get_adapter
 from invarlock_torch import write_chunked_snapshot
 
 WORKER = Path(__file__).with_name("tp_worker.py")
@@ -39,6 +40,7 @@ def ranks(checkpoint: Callable[..., str], tmp_path_factory: pytest.TempPathFacto
     out = tmp_path_factory.mktemp("tp")
     plain = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
     plain_snapshot = write_chunked_snapshot(plain, out / "plain")
+    plain_description = get_adapter("hf_causal").describe(plain)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [
@@ -52,7 +54,13 @@ def ranks(checkpoint: Callable[..., str], tmp_path_factory: pytest.TempPathFacto
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
-    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(WORLD)]
+    ranks = [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(WORLD)]
+    for rank in ranks:
+        rank["plain_describe"] = {
+            "n_params": plain_description["n_params"],
+            "tying": plain_description["tying"],
+        }
+    return ranks
 
 
 def test_weights_are_sharded_dtensors_on_two_ranks(ranks: list[dict[str, Any]]) -> None:
@@ -97,3 +105,12 @@ def test_a_snapshot_of_the_unsharded_model_is_refused_untouched(ranks: list[dict
     for r in ranks:
         single = r["single_process"]
         assert single["code"] == "snapshot_mismatch" and single["untouched"], single
+
+
+def test_describe_reports_the_whole_model_and_the_tensor_parallel_degree(ranks: list[dict[str, Any]]) -> None:
+    for rank in ranks:
+        described = rank["describe"]
+        assert "error" not in described, described
+        assert described["n_params"] == rank["plain_describe"]["n_params"], "sizes of one rank, not the model"
+        assert described["tensor_parallel"] == {"degree": WORLD, "mesh_shapes": [[WORLD]]}
+        assert described["tying"] == rank["plain_describe"]["tying"]

@@ -68,6 +68,9 @@ def describe_model(model: Any) -> dict[str, Any]:
         description["language_model_type"] = structure["model_type"]
     if layers["towers"]:
         description["towers"] = layers["towers"]
+    tensor_parallel = _tensor_parallel(parameters)
+    if tensor_parallel is not None:
+        description["tensor_parallel"] = tensor_parallel
     if "not_in_config" in structure:
         description["not_in_config"] = structure["not_in_config"]
     initialized = newly_initialized(model)
@@ -79,8 +82,9 @@ def describe_model(model: Any) -> dict[str, Any]:
 def tied_pairs(model: Any) -> dict[str, str]:
     """Tensor name → the name whose storage it shares, for every tied parameter.
 
-    Tensors count as tied when they are the same bytes (same storage, offset, shape and strides);
-    on the meta device, which has no storage, when they are the same tensor object. Each group
+    Tensors count as tied when they are the same bytes (same storage, offset, shape and strides:
+    ``invarlock_torch.tensor_identity``, a DTensor by its local shard); on the meta device, which
+    has no storage, when they are the same tensor object. Each group
     maps onto the input embedding's name when it is in the group, else onto its first name.
     """
     return _tying(model, _walk_parameters(model)[1])
@@ -139,15 +143,37 @@ def _input_embedding_names(model: Any) -> set[str]:
 
 
 def _storage_key(tensor: Any) -> Any:
-    if tensor.is_meta or tensor.numel() == 0:
-        return id(tensor)
-    return (
-        tensor.untyped_storage().data_ptr(),
-        tensor.storage_offset(),
-        tuple(tensor.shape),
-        tuple(tensor.stride()),
-        tensor.dtype,
-    )
+    # The engine's identity: a DTensor (tensor parallelism) by its local shard, whose storage is
+    # this rank's data (the DTensor's own storage raises on access).
+    from invarlock_torch import tensor_identity
+
+    return tensor_identity(tensor)
+
+
+def _tensor_parallel(parameters: list[Any]) -> dict[str, Any] | None:
+    """The tensor-parallel degree and mesh of a model whose weights are DTensors, else None.
+
+    A DTensor's shape and ``numel()`` are the whole tensor's, so ``n_params`` is the whole model's
+    on every rank, not one rank's shard.
+    """
+    import sys
+
+    if "torch.distributed.tensor" not in sys.modules:  # no DTensor exists before it is imported
+        return None
+    from torch.distributed.tensor import DTensor
+
+    meshes = {tuple(p.device_mesh.shape) for p in parameters if isinstance(p, DTensor)}
+    if not meshes:
+        return None
+    degree = max(_product(shape) for shape in meshes)
+    return {"degree": degree, "mesh_shapes": sorted(list(shape) for shape in meshes)}
+
+
+def _product(shape: tuple[int, ...]) -> int:
+    total = 1
+    for size in shape:
+        total *= size
+    return total
 
 
 def _main_dtype(parameters: list[Any]) -> str:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         restore_chunked_snapshot,
         write_chunked_snapshot,
     )
-    from invarlock_torch.layout import Settings, SnapshotLayout, TensorSlot
+    from invarlock_torch.layout import Settings, SnapshotLayout, TensorSlot, tensor_identity
     from invarlock_torch.memory import ModelSnapshot, restore_snapshot, take_snapshot
 
 _EXPORTS = {
@@ -42,6 +42,7 @@ _EXPORTS = {
     "Settings": "layout",
     "SnapshotLayout": "layout",
     "TensorSlot": "layout",
+    "tensor_identity": "layout",
 }
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "restore_chunked_snapshot",
     "restore_snapshot",
     "take_snapshot",
+    "tensor_identity",
     "write_chunked_snapshot",
 ]
 

@@ -361,6 +361,30 @@ def _storage_key(tensor: torch.Tensor) -> tuple[Any, ...]:
     return (tensor.device, tensor.data_ptr(), tensor.dtype, tensor.shape, tensor.stride())
 
 
+def tensor_identity(tensor: torch.Tensor) -> tuple[Any, ...]:
+    """A key that is equal for two tensors exactly when they are one tensor: the same view of the
+    same memory, whatever the tensor type.
+
+    A ``DTensor`` is keyed by its local shard's memory (its own ``data_ptr()`` is 0), a wrapper
+    subclass (torchao) by its components', a weight offloaded to disk by its file region; a tensor
+    without memory to compare (meta, empty, or a subclass that cannot be decomposed) by the object
+    itself, so distinct tensors are never merged.
+    """
+    if is_offloaded(tensor):
+        return ("offloaded", *tensor.identity())  # type: ignore[attr-defined]
+    if tensor.device.type == "meta" or tensor.numel() == 0:
+        return ("object", id(tensor))
+    if is_dtensor(tensor):
+        with torch.no_grad():
+            return ("dtensor", tensor_identity(tensor.to_local()))  # type: ignore[attr-defined]
+    if _is_wrapper_subclass(tensor):
+        components = _components("", tensor)
+        if components is None:
+            return ("object", id(tensor))
+        return ("components", *(tensor_identity(component) for _, component, _ in components))
+    return _storage_key(tensor)
+
+
 def storage_identity(tensor: torch.Tensor) -> tuple[Any, ...]:
     """The memory block behind a plain tensor (views of one block share it), or the file region
     behind a weight offloaded to disk."""
