@@ -180,3 +180,20 @@ def test_a_torchao_snapshot_is_refused_by_a_plain_model_untouched() -> None:
     with pytest.raises(SnapshotMismatchError, match="missing from the model"):
         restore_snapshot(plain, take_snapshot(quantized))
     assert all(torch.equal(v, plain.state_dict()[k]) for k, v in before.items())
+
+
+def test_tensor_identity_tells_one_tensor_from_two(mesh: Any) -> None:
+    from invarlock_torch import tensor_identity
+
+    pair = sharded_pair(mesh)
+    first, second = pair[0].weight, pair[1].weight
+    assert first.data_ptr() == second.data_ptr() == 0  # why data_ptr cannot key a DTensor
+    assert tensor_identity(first) == tensor_identity(first)
+    assert tensor_identity(first) != tensor_identity(second)
+    plain = torch.zeros(4, 4)
+    assert tensor_identity(plain) == tensor_identity(plain.view(4, 4))
+    assert tensor_identity(plain) != tensor_identity(plain[1:])  # a view of other bytes
+    assert tensor_identity(plain) != tensor_identity(plain.clone())
+    on_meta = [torch.empty(4, 4, device="meta") for _ in range(2)]  # no memory: told apart by object
+    assert tensor_identity(on_meta[0]) != tensor_identity(on_meta[1])
+    assert tensor_identity(on_meta[0]) == tensor_identity(on_meta[0])
