@@ -192,6 +192,25 @@ def test_disk_offloaded_model_edit_then_restore_gives_the_original_logits(
     assert model.transformer.h[1].attn.c_attn.weight.device.type == "meta", "restore changed the dispatch"
 
 
+@pytest.mark.parametrize("kind", ["memory", "chunked"])
+def test_model_wholly_on_disk_keeps_its_tied_weights_one_tensor(
+    kind: str, gpt2_path: Path, tmp_path: Path
+) -> None:
+    model = load(gpt2_path, device_map={"": "disk"}, offload_folder=str(tmp_path / "offload"))
+    expected = logits(model)
+    snapshot = take_snapshot(model)
+    assert ("transformer.wte.weight", "lm_head.weight") in [slot.names for slot in snapshot.layout.slots]
+    if kind == "memory":
+        restore = lambda: restore_snapshot(model, snapshot)  # noqa: E731
+    else:
+        path = write_chunked_snapshot(model, tmp_path / "snapshots")
+        restore = lambda: restore_chunked_snapshot(model, path)  # noqa: E731
+    edit_disk_weights(model)
+    assert not bit_equal(logits(model), expected)
+    restore()
+    assert bit_equal(logits(model), expected)
+
+
 def test_unchanged_disk_weights_served_from_the_checkpoint_are_not_rewritten(
     disk_offloaded: Any, tmp_path: Path
 ) -> None:
