@@ -154,7 +154,7 @@ class OffloadedTensor:
             raise self._error(f"is {shape} in {file}, not the module's {list(self.shape)}")
 
     def read(self) -> torch.Tensor:
-        """The values the next forward pass would see, as a new CPU tensor."""
+        """The values the next forward pass would see, as a new CPU tensor that owns its memory."""
         self.check(writable=False)
         try:
             value = self.loader[self.key]
@@ -171,7 +171,9 @@ class OffloadedTensor:
                 else type(value).__name__
             )
             raise self._error(f"reads back as {got}, not the module's {self.dtype} {tuple(self.shape)}")
-        return value.detach().to("cpu").contiguous()
+        # A copy the snapshot owns: safetensors may hand back a view of the mapped file, which a
+        # later write to that file would change underneath the snapshot.
+        return value.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
 
     def copy_(self, source: torch.Tensor) -> None:
         """Write ``source`` back to the store the next forward pass reads (see the module docstring)."""
