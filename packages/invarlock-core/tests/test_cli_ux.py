@@ -108,7 +108,7 @@ def test_ctrl_c_while_plugins_load_exits_130_without_a_traceback(
         assert time.monotonic() < deadline, "the slow plugin was never imported"
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert stderr.strip().startswith("invarlock: interrupted"), stderr
@@ -221,15 +221,22 @@ def test_python_dash_m_invarlock() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == f"invarlock-core {invarlock.__version__}"
-    done = subprocess.run([sys.executable, "-m", "invarlock", "evn"], capture_output=True, text=True, check=False)
-    assert (done.returncode, done.stderr.strip()) == (2, "invarlock: error: unknown command evn; did you mean env?")
+    done = subprocess.run(
+        [sys.executable, "-m", "invarlock", "evn"], capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stderr.strip()) == (
+        2,
+        "invarlock: error: unknown command evn; did you mean env?",
+    )
 
 
 # -- invarlock env ---------------------------------------------------------------------------------
 
 
 def env_json(*extra: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    done = subprocess.run(command("env", "--json", *extra), capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        command("env", "--json", *extra), capture_output=True, text=True, env=env, check=False
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
@@ -265,14 +272,19 @@ def test_env_lists_the_backends_installed_adapters_declare(site: Any) -> None:
             "from invarlock.types import AdapterSpec, Role\n"
             "class EngineAdapter(Adapter):\n    name = 'acme_engine'\n"
             "@hookimpl\ndef invarlock_register_adapters():\n"
-            "    return [AdapterSpec('acme_engine', Role.CAUSAL, EngineAdapter, backend=('acme-absent-lib',))]\n"
+            "    return [AdapterSpec('acme_engine', Role.CAUSAL, EngineAdapter,\n"
+            "                        backend=('acme-absent-lib',))]\n"
         },
     )
     report = env_json(env=site.env)
     assert report["backends"]["acme-absent-lib"] is None
-    assert {"name": "engine", "distribution": "acme-engine", "version": "3.1", "status": "loaded", "error": None} in (
-        report["plugins"]
-    )
+    assert {
+        "name": "engine",
+        "distribution": "acme-engine",
+        "version": "3.1",
+        "status": "loaded",
+        "error": None,
+    } in (report["plugins"])
     assert "acme_engine" in [item["name"] for item in report["adapters"]]
 
 
@@ -290,7 +302,9 @@ def test_env_does_not_import_torch() -> None:
     assert json.loads(done.stdout) == []
 
 
-def test_env_text_is_a_block_for_a_bug_report(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_env_text_is_a_block_for_a_bug_report(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv(ALLOW_NETWORK_ENV, "1")
     monkeypatch.setenv(CACHE_DIR_ENV, "/somewhere/cache")
     assert main(["env"]) == 0

@@ -34,7 +34,14 @@ ENVIRONMENT_VARIABLES = (
 """(name, meaning) of every variable InvarLock reads; each name is defined in the
 module that reads it. The top-level ``--help`` lists them and ``invarlock env`` shows their values."""
 
-ALWAYS_SHOWN_BACKENDS = ("torch", "transformers", "safetensors", "tokenizers", "huggingface-hub", "accelerate")
+ALWAYS_SHOWN_BACKENDS = (
+    "torch",
+    "transformers",
+    "safetensors",
+    "tokenizers",
+    "huggingface-hub",
+    "accelerate",
+)
 """Distributions shown even when no installed adapter names them; each installed adapter's own
 backends (its ``AdapterSpec.backend``) are added after these."""
 
@@ -204,7 +211,10 @@ def render_text(report: dict[str, Any]) -> str:
         if follow and item["status"] != "ready":
             lines.append(f"    -> {follow}")
     lines += ["", "variables"]
-    lines += [f"  {name:<26} {value if value is not None else '(unset)'}" for name, value in report["variables"].items()]
+    lines += [
+        f"  {name:<26} {value if value is not None else '(unset)'}"
+        for name, value in report["variables"].items()
+    ]
     return "\n".join(lines)
 
 
