@@ -201,6 +201,59 @@ def test_missing_required_options_still_say_so(capsys: pytest.CaptureFixture[str
     assert err == "invarlock certify: error: the following arguments are required: --subject"
 
 
+# -- 80 columns -------------------------------------------------------------------------------------
+
+
+def test_the_adapter_table_fits_80_columns_and_shows_every_column_when_wider(site: Any) -> None:
+    site.add_distribution(
+        "acme-long-named-distribution",
+        "12.0.1",
+        plugins={
+            "long": "raise ImportError('the acme engine needs a long explanation of why "
+            "it cannot load here, longer than any terminal line, with pip install acme-engine>=3')\n"
+        },
+    )
+    narrow = subprocess.run(
+        command("plugins", "adapters"),
+        capture_output=True,
+        text=True,
+        env={**site.env, "COLUMNS": "80"},
+        check=False,
+    )
+    assert narrow.returncode == 0, narrow.stderr
+    lines = narrow.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, narrow.stdout
+    every = ["ADAPTER", "DISTRIBUTION", "BACKEND", "ROLE", "SNAPSHOT", "GUARDS", "PLATFORM", "STATUS"]
+    headers = {line for line in lines if line.startswith("ADAPTER")}
+    assert len(headers) == 1, "every group shows the same columns"
+    shown = headers.pop().split()
+    assert shown[:2] == ["ADAPTER", "DISTRIBUTION"] and shown[-1] == "STATUS"
+    hidden = [column for column in every if column not in shown]
+    assert {"BACKEND", "GUARDS"} <= set(hidden), "the least needed columns go first"
+    assert " ".join(f"({' and '.join(hidden)} left out to fit 80 columns;".split()) in " ".join(lines)
+    flat = " ".join(narrow.stdout.split())
+    assert "pip install acme-engine>=3" in flat, "words are wrapped whole, never split"
+    wide = subprocess.run(
+        command("plugins", "adapters"),
+        capture_output=True,
+        text=True,
+        env={**site.env, "COLUMNS": "250"},
+        check=False,
+    )
+    header = next(line for line in wide.stdout.splitlines() if line.startswith("ADAPTER"))
+    assert header.split() == [
+        "ADAPTER",
+        "DISTRIBUTION",
+        "BACKEND",
+        "ROLE",
+        "SNAPSHOT",
+        "GUARDS",
+        "PLATFORM",
+        "STATUS",
+    ]
+    assert "left out" not in wide.stdout
+
+
 # -- help, python -m -------------------------------------------------------------------------------
 
 
