@@ -5,12 +5,15 @@ environment variables, and `invarlock env` prints what a bug report needs."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ import pytest
 import invarlock
 from invarlock.cli import build_parser, main
 from invarlock.cli.env import ENV_SCHEMA, ENVIRONMENT_VARIABLES
+from invarlock.cli.style import NO_COLOR_ENV, with_coloured_verdict
 from invarlock.listing import adapters_listing
 from invarlock.manager import DISABLE_ENV
 from invarlock.network import ALLOW_NETWORK_ENV
@@ -254,6 +258,57 @@ def test_the_adapter_table_fits_80_columns_and_shows_every_column_when_wider(sit
     assert "left out" not in wide.stdout
 
 
+# -- colour -----------------------------------------------------------------------------------------
+
+SUMMARY = "FAIL: ppl ratio 1.2000 (95% CI 1.1500–1.2500), gate upper <= 1.10\n  baseline ppl 10.0"
+SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.fixture
+def terminal() -> Iterator[Any]:
+    """A real terminal (a pseudo-terminal's far end), as the user's shell would hand us."""
+    leader, follower = os.openpty()
+    stream = os.fdopen(follower, "w")
+    yield stream
+    stream.close()
+    os.close(leader)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rich") is None, reason="rich is not installed (plain output)")
+def test_the_verdict_is_coloured_on_a_terminal(terminal: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(NO_COLOR_ENV, raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    coloured = with_coloured_verdict(SUMMARY, "FAIL", terminal)
+    assert coloured != SUMMARY and coloured.startswith("\x1b[")
+    assert SGR.sub("", coloured) == SUMMARY, "colour adds escapes only; the words are unchanged"
+
+
+def test_no_colour_where_it_cannot_be_seen_or_is_refused(
+    terminal: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(NO_COLOR_ENV, raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert with_coloured_verdict(SUMMARY, "FAIL", terminal, no_color=True) == SUMMARY
+    with open(tmp_path / "out.txt", "w") as file:
+        assert with_coloured_verdict(SUMMARY, "FAIL", file) == SUMMARY
+    read, write = os.pipe()
+    with os.fdopen(write, "w") as pipe:
+        assert with_coloured_verdict(SUMMARY, "FAIL", pipe) == SUMMARY
+    os.close(read)
+    monkeypatch.setenv(NO_COLOR_ENV, "1")
+    assert with_coloured_verdict(SUMMARY, "FAIL", terminal) == SUMMARY
+    monkeypatch.delenv(NO_COLOR_ENV)
+    monkeypatch.setenv("TERM", "dumb")
+    assert with_coloured_verdict(SUMMARY, "FAIL", terminal) == SUMMARY
+
+
+def test_no_color_is_an_option_of_the_commands_that_print_a_verdict() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["certify", "--baseline", "b", "--subject", "s", "--no-color"]).no_color
+    assert parser.parse_args(["run", "--config", "c.yaml", "--no-color"]).no_color
+    assert not parser.parse_args(["run", "--config", "c.yaml"]).no_color
+
+
 # -- help, python -m -------------------------------------------------------------------------------
 
 
@@ -264,7 +319,13 @@ def test_top_level_help_lists_every_environment_variable(capsys: pytest.CaptureF
     section = text.split("environment variables:", 1)[1]
     for name in (ALLOW_NETWORK_ENV, DISABLE_ENV, CACHE_DIR_ENV):
         assert f"  {name}  " in section or f"  {name} " in section
-    assert [name for name, _ in ENVIRONMENT_VARIABLES] == [ALLOW_NETWORK_ENV, DISABLE_ENV, CACHE_DIR_ENV]
+    assert f"  {NO_COLOR_ENV}  " in section or f"  {NO_COLOR_ENV} " in section
+    assert [name for name, _ in ENVIRONMENT_VARIABLES] == [
+        ALLOW_NETWORK_ENV,
+        DISABLE_ENV,
+        CACHE_DIR_ENV,
+        NO_COLOR_ENV,
+    ]
     assert max(len(line) for line in text.splitlines()) <= 80
 
 
@@ -348,7 +409,7 @@ def test_env_does_not_import_torch() -> None:
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    main(['env'])\n"
         "    main(['env', '--json'])\n"
-        "print(json.dumps(sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules)))\n"
+        "print(json.dumps(sorted(m for m in ('torch', 'transformers', 'numpy', 'rich') if m in sys.modules)))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr

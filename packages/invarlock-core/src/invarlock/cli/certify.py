@@ -18,6 +18,7 @@ from invarlock.certification.evaluation.gate import (
 )
 from invarlock.certification.evaluation.scoring import DEFAULT_BATCH_SIZE
 from invarlock.certification.evaluation.windows import DEFAULT_SEED, DEFAULT_SEQ_LEN, DEFAULT_WINDOWS
+from invarlock.cli.style import with_coloured_verdict
 
 DEFAULT_OUT = "invarlock-certificate"
 
@@ -155,6 +156,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print the certificate JSON on stdout; no progress"
     )
+    parser.add_argument(
+        "--no-color", action="store_true", help="no colour (also NO_COLOR=1; never in a pipe)"
+    )
     parser.set_defaults(handler=_certify_command)
 
 
@@ -195,7 +199,11 @@ def _certify_command(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(to_json(certificate))
     else:
-        print(summary(certificate))
+        print(
+            with_coloured_verdict(
+                summary(certificate), certificate["verdict"], sys.stdout, no_color=args.no_color
+            )
+        )
         for kind, path in paths.items():
             print(f"  {kind + ':':<10}{path}")
     return int(certificate["exit_code"])

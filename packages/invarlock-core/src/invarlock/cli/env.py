@@ -17,6 +17,7 @@ import textwrap
 from typing import Any
 
 from invarlock import __version__
+from invarlock.cli.style import NO_COLOR_ENV
 from invarlock.listing import adapters_listing, plugins_listing
 from invarlock.manager import DISABLE_ENV
 from invarlock.network import ALLOW_NETWORK_ENV, network_allowed
@@ -30,6 +31,7 @@ ENVIRONMENT_VARIABLES = (
     (ALLOW_NETWORK_ENV, "1 allows Hugging Face hub downloads (default: offline)"),
     (DISABLE_ENV, "plugins to turn off, comma-separated (entry-point or distribution names)"),
     (CACHE_DIR_ENV, "cache directory (default: ~/.cache/invarlock)"),
+    (NO_COLOR_ENV, "any value turns colour off (as --no-color does; never in a pipe)"),
 )
 """(name, meaning) of every variable InvarLock reads; each name is defined in the
 module that reads it. The top-level ``--help`` lists them and ``invarlock env`` shows their values."""
