@@ -18,6 +18,7 @@ from invarlock.certification.evaluation.gate import (
 )
 from invarlock.certification.evaluation.scoring import DEFAULT_BATCH_SIZE
 from invarlock.certification.evaluation.windows import DEFAULT_SEED, DEFAULT_SEQ_LEN, DEFAULT_WINDOWS
+from invarlock.cli.parsing import organise_help
 from invarlock.cli.style import with_coloured_verdict
 
 DEFAULT_OUT = "invarlock-certificate"
@@ -160,6 +161,38 @@ def add_parser(commands: Any) -> None:
         "--no-color", action="store_true", help="no colour (also NO_COLOR=1; never in a pipe)"
     )
     parser.set_defaults(handler=_certify_command)
+    organise_help(parser, HELP_GROUPS, HELP_EXAMPLES)
+
+
+HELP_GROUPS = {
+    "models": (
+        "--baseline",
+        "--subject",
+        "--adapter",
+        "--subject-adapter",
+        "--subject-base",
+        "--subject-merge",
+    ),
+    "evaluation windows": (
+        "--dataset",
+        "--split",
+        "--text-field",
+        "--seq-len",
+        "--stride",
+        "--windows",
+        "--seed",
+        "--batch-size",
+    ),
+    "gate": ("--max-ratio", "--confidence", "--bootstrap", "--allow-inconclusive"),
+    "loading": ("--device", "--dtype", "--trust-remote-code"),
+    "output": ("--out", "--json", "--no-color"),
+}
+HELP_EXAMPLES = (
+    "invarlock certify --baseline ./base --subject ./quantized",
+    "invarlock certify --baseline ./base --subject ./tuned --dataset eval.jsonl",
+    "invarlock certify --baseline ./base --subject ./pruned --max-ratio 1.05",
+    "invarlock certify --baseline ./base --subject ./lora --subject-merge --json",
+)
 
 
 def _certify_command(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import argparse
 import difflib
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 EXIT_USAGE = 2
@@ -26,6 +26,14 @@ class InvarlockArgumentParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self._arguments_seen: list[str] = []
+        self.examples: tuple[str, ...] = ()
+        """Command lines shown, as typed, at the end of ``--help`` (see :func:`organise_help`)."""
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        if self.examples:
+            text += "\nexamples:\n" + "".join(f"  {example}\n" for example in self.examples)
+        return text
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
@@ -94,3 +102,20 @@ class InvarlockArgumentParser(argparse.ArgumentParser):
                 return f"unknown command {value}; did you mean {close[0]}?"
             return f"unknown command {value}; `{self.prog} --help` lists the commands"
         return message
+
+
+def organise_help(
+    parser: argparse.ArgumentParser, groups: Mapping[str, Sequence[str]], examples: Sequence[str] = ()
+) -> None:
+    """Show ``parser``'s options under titled groups in ``--help`` (in the order given), then
+    ``examples``. The options are added as usual first; this only changes how help lays them out.
+    A name that is not one of the parser's options raises ``KeyError`` when the parser is built."""
+    by_name = {name: action for action in parser._actions for name in action.option_strings}
+    for title, names in groups.items():
+        group = parser.add_argument_group(title)
+        for name in names:
+            action = by_name[name]
+            parser._optionals._group_actions.remove(action)
+            group._group_actions.append(action)
+    if isinstance(parser, InvarlockArgumentParser):
+        parser.examples = tuple(examples)
