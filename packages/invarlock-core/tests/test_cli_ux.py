@@ -309,6 +309,35 @@ def test_no_color_is_an_option_of_the_commands_that_print_a_verdict() -> None:
     assert not parser.parse_args(["run", "--config", "c.yaml"]).no_color
 
 
+def test_the_verdict_summary_fits_80_columns_with_the_verdict_first() -> None:
+    from invarlock.certification.evaluation.gate import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, GatePolicy
+    from invarlock.cli.certify import summary
+
+    rule = GatePolicy(1.1, DEFAULT_CONFIDENCE, DEFAULT_BOOTSTRAP).rule
+    long_reason = "the subject's vocabulary grew by 12 tokens, which were not scored; " * 2
+    document = {
+        "verdict": "FAIL",
+        "stats": {
+            "ci": [1.15, 1.25],
+            "ratio": 1.2,
+            "confidence": DEFAULT_CONFIDENCE,
+            "baseline_ppl": 10.0,
+            "subject_ppl": 12.0,
+            "windows": 64,
+            "tokens": 8128,
+        },
+        "gate": {"rule": rule},
+        "reasons": ["the first reason is the verdict's", long_reason],
+    }
+    text = summary(document)
+    lines = text.splitlines()
+    assert lines[0] == "FAIL: ppl ratio 1.2000 (95% CI 1.1500–1.2500)"
+    assert max(len(line) for line in lines) <= 80
+    flat = " ".join(text.split())
+    assert f"gate: {' '.join(rule.split())}" in flat and " ".join(long_reason.split()) in flat
+    assert all(line.startswith("  ") for line in lines[1:])
+
+
 # -- certify --help ----------------------------------------------------------------------------------
 
 

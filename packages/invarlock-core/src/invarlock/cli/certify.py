@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from typing import Any
 
 from invarlock.certification.certificate import to_json
@@ -22,6 +23,7 @@ from invarlock.cli.parsing import organise_help
 from invarlock.cli.style import with_coloured_verdict
 
 DEFAULT_OUT = "invarlock-certificate"
+SUMMARY_WIDTH = 80
 
 
 def positive_int(text: str) -> int:
@@ -257,9 +259,21 @@ def summary(document: dict[str, Any]) -> str:
 
     lines = [
         f"{document['verdict']}: ppl ratio {fmt(stats['ratio'])} "
-        f"({stats['confidence']:.0%} CI {fmt(low)}–{fmt(high)}), gate {gate['rule']}",
-        f"  baseline ppl {fmt(stats['baseline_ppl'])}, subject ppl {fmt(stats['subject_ppl'])}, "
+        f"({stats['confidence']:.0%} CI {fmt(low)}–{fmt(high)})",
+        f"gate: {gate['rule']}",
+        f"baseline ppl {fmt(stats['baseline_ppl'])}, subject ppl {fmt(stats['subject_ppl'])}, "
         f"{stats['windows']} windows, {stats['tokens']} tokens",
+        *document["reasons"][1:],
     ]
-    lines += [f"  {reason}" for reason in document["reasons"][1:]]
-    return "\n".join(lines)
+    # 80 columns, wrapped at spaces only: every line after the verdict indented under it
+    return "\n".join(
+        textwrap.fill(
+            line,
+            SUMMARY_WIDTH,
+            initial_indent="" if index == 0 else "  ",
+            subsequent_indent="    ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        for index, line in enumerate(lines)
+    )
