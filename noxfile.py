@@ -220,29 +220,40 @@ SOURCES = tuple(str(path) for path in sorted(PACKAGES.glob("invarlock-*/src/*"))
 def typecheck(session: nox.Session) -> None:
     """mypy --strict (configured in pyproject.toml) on every package and the build tools.
 
-    torch, transformers and bitsandbytes are installed so the code that uses them is checked
-    against their types; the backends of the onnx, gptq and awq sessions (optimum-onnx,
-    gptqmodel) cannot share one environment with them and read as Any.
+    torch, transformers, bitsandbytes, peft, compressed-tensors and gguf are installed so the code
+    that uses them is checked against their types; the backends that cannot share one environment
+    with them or take minutes to build (optimum-onnx, gptqmodel, llama-cpp-python) read as Any.
     """
-    install(session, "mypy", package("core", "test"), package("hf"), package("bnb"), "transformers>=5,<6")
+    install(
+        session,
+        "mypy",
+        package("core", "test"),
+        package("torch"),
+        package("hf"),
+        package("bnb"),
+        package("peft"),
+        package("compressed"),
+        "gguf>=0.19",
+        "transformers>=5,<6",
+    )
     session.run("mypy", *SOURCES, "tools")
 
 
-LOWEST = ("core", "hf", "bnb")
+LOWEST = ("core", "torch", "hf", "bnb")
 """The distributions the lowest session installs at their dependencies' lower bounds."""
 
 
 @nox.session
 def lowest(session: nox.Session) -> None:
-    """core, hf and bnb with every runtime dependency at its declared lower bound.
+    """core, torch, hf and bnb with every runtime dependency at its declared lower bound.
 
-    tools/lowest_constraints.py turns the pyproject lower bounds into pins. torch stays at
-    constraints/test.txt's 2.13.0: the only torch that installs here without several GB of CUDA,
-    so the declared torch lower bounds are not what this session tests.
+    tools/lowest_constraints.py turns the pyproject lower bounds into pins (in place of
+    constraints/test.txt). torch stays at constraints/test.txt's 2.13.0, the only torch that
+    installs here without several GB of CUDA: the declared torch lower bounds are not tested.
     """
-    install(session, "packaging")
+    session.install("packaging")
     pins = Path(session.create_tmp()) / "lowest-constraints.txt"
     session.run("python", str(ROOT / "tools" / "lowest_constraints.py"), str(pins), *LOWEST)
-    install(session, "-c", str(pins), *(package(name, "test") for name in LOWEST))
+    session.install("-c", str(pins), *(package(name, "test") for name in LOWEST))
     for name in LOWEST:
         pytest(session, f"packages/invarlock-{name}/tests")

@@ -1,6 +1,6 @@
 """Benchmark hf_bnb snapshots of a bitsandbytes 8-bit model against bare PyTorch doing the same bytes.
 
-    python bench/bench_bnb.py [--repeats 7] [--dir DIR]
+    python bench/bench_bnb.py [--repeats 7] [--dir DIR] [--device cuda]
 
 A GPT-2-small-shaped model (GPT2Config defaults, random init) is saved in fp32 and loaded through
 hf_bnb in 8-bit on the CPU: int8 linear weights, their float32 scales (SCB, outside parameters and
@@ -32,7 +32,7 @@ from snapshot_timing import (
 )
 
 
-def load_model(work: Path) -> Any:
+def load_model(work: Path, device: str) -> Any:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from invarlock.adapters import get_adapter
@@ -40,13 +40,14 @@ def load_model(work: Path) -> Any:
     torch.manual_seed(0)
     checkpoint = work / "gpt2-small-random"
     GPT2LMHeadModel(GPT2Config()).save_pretrained(checkpoint)
-    return get_adapter("hf_bnb").load_model(checkpoint, device="cpu")  # 8-bit, the default
+    return get_adapter("hf_bnb").load_model(checkpoint, device=device)  # 8-bit, the default
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--dir", type=Path, default=None, help="where chunked snapshots are written")
+    parser.add_argument("--device", default="cpu", help="where the model is loaded (cpu, cuda)")
     args = parser.parse_args()
     use_fresh_memory()
 
@@ -61,7 +62,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-bnb-", dir=args.dir))
     try:
         adapter = get_adapter("hf_bnb")
-        model = load_model(work)
+        model = load_model(work, args.device)
         tensors = distinct_tensors(
             [*model.named_parameters(), *model.named_buffers(), *quantization_state(model).items()]
         )

@@ -2,6 +2,7 @@
 plain transformers on the same checkpoint.
 
     python bench/bench_gptq_awq.py [--repeats 7] [--dir DIR] [--methods gptq awq] [--threads N]
+        [--device cuda]
 
 The model has TinyLlama-1.1B's dimensions (hidden 2048, 22 layers, MLP 5632, 4 KV heads, vocab
 32000), a size people ship as GPTQ and AWQ: about 0.5 GB of packed 4-bit weights plus 0.26 GB of
@@ -133,13 +134,13 @@ def benchmark_checkpoint(work: Path, method: str) -> Path:
     return target
 
 
-def bench_method(method: str, path: Path, work: Path, repeats: int) -> list[Row]:
+def bench_method(method: str, path: Path, work: Path, repeats: int, device: str) -> list[Row]:
     from transformers import AutoModelForCausalLM, AwqConfig, GPTQConfig
 
     from invarlock.adapters import get_adapter
 
     adapter = get_adapter(ADAPTERS[method])
-    model = adapter.load_model(path, device="cpu")
+    model = adapter.load_model(path, device=device)
     tensors = distinct_tensors([*model.named_parameters(), *model.named_buffers()])
     size = sum(t.numel() * t.element_size() for t in tensors.values())
     print(f"\n{ADAPTERS[method]}: {size / 1e6:.0f} MB in {len(tensors)} distinct tensors ({path.name})")
@@ -158,10 +159,12 @@ def bench_method(method: str, path: Path, work: Path, repeats: int) -> list[Row]
     def plain(**kwargs: Any) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return AutoModelForCausalLM.from_pretrained(path, device_map="cpu", dtype=torch.float16, **kwargs)
+            return AutoModelForCausalLM.from_pretrained(
+                path, device_map=device, dtype=torch.float16, **kwargs
+            )
 
     def through_adapter() -> Any:
-        return adapter.load_model(path, device="cpu", dtype="float16")
+        return adapter.load_model(path, device=device, dtype="float16")
 
     def same_kernel() -> Any:
         return plain(quantization_config=kernel[method])
@@ -182,6 +185,7 @@ def main() -> int:
         help="where checkpoints go, kept for the next run (default: a temp dir, removed at the end)",
     )
     parser.add_argument("--methods", nargs="+", choices=sorted(ADAPTERS), default=["gptq", "awq"])
+    parser.add_argument("--device", default="cpu", help="where the models are loaded (cpu, cuda)")
     args = parser.parse_args()
     use_fresh_memory()
 
@@ -194,7 +198,7 @@ def main() -> int:
     print(f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} CPUs; files in {work}")
     try:
         results = {
-            method: bench_method(method, benchmark_checkpoint(work, method), work, args.repeats)
+            method: bench_method(method, benchmark_checkpoint(work, method), work, args.repeats, args.device)
             for method in args.methods
         }
     finally:

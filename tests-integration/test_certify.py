@@ -758,7 +758,9 @@ def test_adapter_unavailable(
     os.environ[DISABLE_ENV] = "invarlock-hf"
     reset_plugin_manager()
     code, _, err = certify(capsys, "--baseline", str(causal), "--subject", str(causal), "--out", str(out_dir))
-    assert_usage_error(code, err, out_dir, "pip install invarlock-hf")
+    # Disabled, not missing: the error says so and gives no install advice.
+    assert_usage_error(code, err, out_dir, "hf is disabled by INVARLOCK_DISABLE_PLUGINS")
+    assert "pip install" not in err
 
 
 def test_describe(capsys: pytest.CaptureFixture[str], causal: Path) -> None:

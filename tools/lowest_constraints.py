@@ -10,8 +10,9 @@ they can share. invarlock-* siblings come from this tree and are not pinned. A d
 lower bound is an error: an unbounded requirement cannot be tested at its lowest.
 
 torch is the one exception: only the local CPU wheel of torch 2.13.0 installs quickly here (every
-other version is a CUDA build of several GB), so torch stays at constraints/test.txt's pin and
-its declared lower bound is not tested by this session.
+other version is a CUDA build of several GB), so torch is pinned to constraints/test.txt's version
+and its declared lower bound is not tested by this session. The file replaces constraints/test.txt
+(whose other pins serve gptqmodel) rather than adding to it.
 """
 
 from __future__ import annotations
@@ -30,8 +31,21 @@ else:  # pragma: no cover - the tools run on 3.11+, the packages support 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ROOT / "packages"
-NOT_PINNED = frozenset({"torch"})
-"""Dependencies kept at constraints/test.txt's pin instead of their lower bound (see above)."""
+TEST_CONSTRAINTS = ROOT / "constraints" / "test.txt"
+KEPT_AT_TEST_PIN = frozenset({"torch"})
+"""Dependencies pinned as constraints/test.txt pins them instead of at their lower bound (see above)."""
+
+
+def test_pins() -> dict[str, Version]:
+    """The ``name==version`` pins of constraints/test.txt."""
+    pins: dict[str, Version] = {}
+    for line in TEST_CONSTRAINTS.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            requirement = Requirement(line)
+            (spec,) = requirement.specifier
+            pins[canonicalize_name(requirement.name)] = Version(spec.version)
+    return pins
 
 
 def lower_bound(requirement: Requirement) -> Version | None:
@@ -59,7 +73,10 @@ def lowest_pins(distributions: list[str]) -> dict[str, Version]:
     for distribution in distributions:
         for requirement in runtime_requirements(distribution):
             name = canonicalize_name(requirement.name)
-            if name.startswith("invarlock") or name in NOT_PINNED:
+            if name.startswith("invarlock"):
+                continue
+            if name in KEPT_AT_TEST_PIN:
+                pins[name] = test_pins()[name]
                 continue
             bound = lower_bound(requirement)
             if bound is None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from invarlock.adapters import get_adapter
-from invarlock.errors import InvarlockError, ModelLoadError
+from invarlock.errors import DatasetError, ModelLoadError, TokenizerMismatchError, UnsupportedOperationError
 
 ADAPTER = "gguf"
 # llama.cpp's CPU kernels accumulate in another order than PyTorch's (and round activations to
@@ -64,14 +64,14 @@ def test_rows_are_independent(f32_model: Any) -> None:
 def test_ids_outside_the_vocabulary_are_refused(f32_model: Any) -> None:
     inputs = batch(8)
     inputs["input_ids"][0, 3] = 2048
-    with pytest.raises(InvarlockError, match=r"token ids must lie in 0\.\.2047"):
+    with pytest.raises(TokenizerMismatchError, match=r"token ids must lie in 0\.\.2047"):
         get_adapter(ADAPTER).logits(f32_model, inputs)
 
 
 def test_padding_is_refused(f32_model: Any) -> None:
     inputs = batch(8)
     inputs["attention_mask"][1, 6:] = 0
-    with pytest.raises(InvarlockError, match="attention_mask with padding"):
+    with pytest.raises(UnsupportedOperationError, match="attention_mask with padding"):
         get_adapter(ADAPTER).logits(f32_model, inputs)
 
 
@@ -79,7 +79,7 @@ def test_rows_longer_than_the_context_are_refused(gguf_files: dict[str, Path]) -
     adapter = get_adapter(ADAPTER)
     model = adapter.load_model(gguf_files["Q8_0"], n_ctx=64)
     assert model.n_ctx == 64 and model.config.max_position_embeddings == 64
-    with pytest.raises(InvarlockError, match=r"does not fit model-q8_0\.gguf's context of 64"):
+    with pytest.raises(DatasetError, match=r"does not fit model-q8_0\.gguf's context of 64"):
         adapter.logits(model, batch(65))
 
 

@@ -63,3 +63,21 @@ class TestHFSeq2Seq(_OnEveryFamily):
 class TestHFAuto(_OnEveryFamily):
     adapter_name = "hf_auto"
     families = CAUSAL_FAMILIES + MASKED_LM_FAMILIES + SEQ2SEQ_FAMILIES
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA device")
+class TestHFCausalOnCUDA(_OnEveryFamily):
+    """The kit on CUDA: same_device snapshots stay on the GPU, logits come back to the CPU."""
+
+    adapter_name = "hf_causal"
+    families = ("gpt2", "llama", "qwen2_moe")
+    device = "cuda"
+    # cuBLAS may pick another float32 kernel for another batch size (TF32 stays off by default).
+    batch_invariance_atol = 1e-5

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, TypeGuard
 
 from invarlock.errors import DescriptionError
 
@@ -326,7 +326,7 @@ def _ranges(indices: list[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
-def _is_count(value: Any) -> bool:
+def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
@@ -372,7 +372,9 @@ def vocab_growth_problems(description: Mapping[str, Any]) -> list[str]:
     if not isinstance(growth, Mapping):
         return [f"'vocab_growth' is {type(growth).__name__}, expected dict"]
     base, grown, tokens = growth.get("base_vocab_size"), growth.get("vocab_size"), growth.get("added_tokens")
-    if not (_is_count(base) and _is_count(grown)) or grown <= base:
+    if not (isinstance(base, int) and isinstance(grown, int) and _is_count(base) and _is_count(grown)):
+        return ["'vocab_growth' needs int 'base_vocab_size' below int 'vocab_size'"]
+    if grown <= base:
         return ["'vocab_growth' needs int 'base_vocab_size' below int 'vocab_size'"]
     problems = []
     if grown != description.get("vocab_size"):

@@ -223,16 +223,6 @@ class AmbiguousCheckpointError(ModelLoadError):
     code = "checkpoint_ambiguous"
 
 
-# -- scoring --------------------------------------------------------------------------------------
-
-
-class ScoringInputError(InvarlockError):
-    """An adapter cannot score the windows it was given (padding, a row longer than its context,
-    token ids outside its vocabulary)."""
-
-    code = "scoring_input_refused"
-
-
 # -- certify evidence and arguments (#14) ------------------------------------------------------
 
 

@@ -48,6 +48,7 @@ except ImportError as exc:  # a shipped module: say what to install instead of a
     ) from exc
 
 from invarlock.adapters import Adapter, get_adapter, resolve_adapter
+from invarlock.catalogue import FIRST_PARTY
 from invarlock.description import validate_description
 from invarlock.errors import (
     AdapterNotFoundError,
@@ -57,6 +58,7 @@ from invarlock.errors import (
     UnsupportedOperationError,
 )
 from invarlock.manager import get_plugin_manager
+from invarlock.quantizers import QuantizationMethod, QuantizerStatus
 from invarlock.readiness import Status, check_backend
 from invarlock.types import Role, SnapshotSupport
 
@@ -78,8 +80,8 @@ __all__ = [
 def full_state(model: Any) -> dict[str, Any]:
     """CPU copies of every tensor a restore must bring back, by name.
 
-    The state dict (which carries what layers keep outside parameters, such as a quantized layer's
-    quantization state), plus every parameter and buffer under every name it is reachable by:
+    The state dict (which carries what layers keep outside parameters and buffers, such as a
+    quantized layer's scales), plus every parameter and buffer under every name it is reachable by:
     non-persistent buffers (rotary caches) and tied aliases (``lm_head.weight`` beside the
     embedding) included. The one definition of a model's state used by every bit-exactness check.
     """
@@ -222,7 +224,8 @@ class AdapterConformance:
     @pytest.fixture(scope="class")
     @classmethod
     def expected_resolution(cls) -> str:
-        """The adapter ``--adapter auto`` must pick for ``model_id``: this one, unless overridden."""
+        """The adapter ``--adapter auto`` must pick for ``model_id`` loaded with ``load_kwargs``:
+        this one, unless overridden."""
         return str(cls.adapter_name)
 
     @pytest.fixture
@@ -240,7 +243,7 @@ class AdapterConformance:
     def include_prefix(self, model: Any) -> str:
         """The module a partial (``include=``) snapshot captures: by default the module of the
         middle parameter, so the snapshot holds some of the model and leaves some out."""
-        names = [name for name, _ in model.named_parameters()]
+        names: list[str] = [name for name, _ in model.named_parameters()]
         return names[len(names) // 2].rsplit(".", 1)[0]
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -251,10 +254,9 @@ class AdapterConformance:
 
     def _plugin_name(self) -> str:
         """The registered name of the plugin that provides this adapter."""
-        for name, record in get_plugin_manager().plugin_records.items():
-            if self.adapter_name in record.adapters:
-                return name
-        raise AssertionError(f"no loaded plugin registers {self.adapter_name}")
+        name = get_plugin_manager().plugin_of_adapter(self.adapter_name)
+        assert name is not None, f"no loaded plugin registers {self.adapter_name}"
+        return name
 
     def _plugin_implements(self, hook_name: str) -> bool:
         return hook_name in get_plugin_manager().plugin_records[self._plugin_name()].hooks
@@ -327,8 +329,7 @@ class AdapterConformance:
     def test_quantization_methods_are_well_formed(self) -> None:
         """What this adapter's plugin adds to ``invarlock plugins quantizers``: typed rows, one per
         method, each with a one-line reason, an install command where a backend is missing, and
-        only registered adapters named as owners."""
-        from invarlock.quantizers import QuantizationMethod, QuantizerStatus
+        only first-party or registered adapters named as owners."""
 
         manager = get_plugin_manager()
         for impl in self._own_hookimpls("invarlock_quantization_methods"):
@@ -338,16 +339,21 @@ class AdapterConformance:
             for row in rows:
                 assert isinstance(row, QuantizationMethod) and isinstance(row.status, QuantizerStatus), row
                 assert row.reason.strip() and "\n" not in row.reason, f"{row.method}: reason is not one line"
-                if row.status is QuantizerStatus.NEEDS_EXTRA:
-                    assert row.install, f"{row.method} needs an extra but names no install command"
-                if row.adapter is not None:
-                    manager.adapter_spec(row.adapter)  # raises for an adapter nobody registers
+                # An install command is given when the backend names one; when it names none (quark
+                # says only "install the latest Quark"), guessing a distribution would be wrong.
+                if row.install is not None:
+                    assert row.status is QuantizerStatus.NEEDS_EXTRA, f"{row.method}: install without need"
+                    assert row.install.startswith("pip install "), f"{row.method}: {row.install!r}"
+                if row.adapter is not None and row.adapter not in FIRST_PARTY:
+                    # A first-party owner may be uninstalled (the row then says how to install
+                    # it); any other owner must be registered here.
+                    manager.adapter_spec(row.adapter)
 
     # -- resolution ------------------------------------------------------------------------------
 
     @covers("invarlock_resolve_adapter")
     def test_auto_resolves_the_checkpoint(self, model_id: str, expected_resolution: str) -> None:
-        resolution = resolve_adapter(model_id)
+        resolution = resolve_adapter(model_id, self.load_kwargs)
         assert resolution.adapter == expected_resolution, resolution.reason
         assert isinstance(resolution.reason, str) and resolution.reason.strip()
         assert "\n" not in resolution.reason, "a resolution's reason is one line"

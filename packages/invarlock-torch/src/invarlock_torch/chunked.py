@@ -51,9 +51,9 @@ from invarlock.errors import SnapshotCorruptError, SnapshotPartiallyRestoredErro
 from invarlock_torch.layout import Settings, SnapshotLayout, TensorSlot, capture_layout, plan_restore
 
 try:  # ISA-L computes the very same CRC-32 as zlib about four times faster; zlib is the fallback
-    from isal.isal_zlib import crc32
+    from isal.isal_zlib import crc32 as crc32  # re-exported: part of invarlock_torch's API
 except ImportError:
-    from zlib import crc32
+    from zlib import crc32 as crc32
 
 FORMAT = "invarlock-chunked-snapshot"
 FORMAT_VERSION = 1
@@ -195,6 +195,7 @@ def _manifest_json(
                 "shard": shard_of[index],
                 "crc32": checksums[index],
                 **({"placement": dict(slot.placement)} if slot.placement is not None else {}),
+                **({"component": dict(slot.component)} if slot.component is not None else {}),
             }
             for index, slot in enumerate(layout.slots)
         ],
@@ -243,7 +244,7 @@ def _remove_stale_staging(parent: Path) -> list[Path]:
     """
     import fcntl
 
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = [
             entry
@@ -396,11 +397,11 @@ def _parse_manifest(document: dict[str, Any]) -> SnapshotManifest:
         if not names or len(names) != len(kinds):
             raise ValueError("a tensor entry has no names, or names and kinds of different lengths")
         shape = tuple(int(size) for size in entry["shape"])
-        placement = entry.get("placement")
-        if placement is not None and not isinstance(placement, dict):
-            raise ValueError("a tensor's placement is not an object")
+        placement, component = entry.get("placement"), entry.get("component")
+        if any(value is not None and not isinstance(value, dict) for value in (placement, component)):
+            raise ValueError("a tensor's placement or component is not an object")
         dtype = _parse_dtype(entry["dtype"])
-        slots.append(TensorSlot(names, kinds, shape, dtype, str(entry["device"]), placement))
+        slots.append(TensorSlot(names, kinds, shape, dtype, str(entry["device"]), placement, component))
         checksums.append(int(entry["crc32"]))
         shard_of.append(int(entry["shard"]))
     files = [(str(shard["file"]), int(shard["bytes"])) for shard in document["shards"]]

@@ -81,7 +81,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--subject-adapter", help="adapter for the subject only (overrides --adapter for it)")
     parser.add_argument(
         "--subject-base",
-        help="a PEFT adapter subject's base model (overrides base_model_name_or_path in its adapter_config.json)",
+        help="base model of a PEFT adapter subject (overrides its base_model_name_or_path)",
     )
     parser.add_argument(
         "--subject-merge",
