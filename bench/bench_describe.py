@@ -1,4 +1,4 @@
-"""Benchmark invarlock-hf's describe on full-size 7B-class architectures on the meta device.
+"""Benchmark invarlock-hf's describe on full-size published architectures on the meta device.
 
     python bench/bench_describe.py [--repeats 21]
 
@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from invarlock_hf.testing import PUBLISHED_CONFIGS
+from invarlock_hf.testing import PUBLISHED_CONFIGS, build_published
 
 TARGET_MS = 50.0
 
@@ -32,11 +32,9 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}; {args.repeats} repeats")
     worst = 0.0
-    for name, (model_type, fields) in PUBLISHED_CONFIGS.items():
-        config = transformers.AutoConfig.for_model(model_type, **fields)
+    for name in PUBLISHED_CONFIGS:
         start = time.perf_counter()
-        with torch.device("meta"):
-            model = transformers.AutoModelForCausalLM.from_config(config)
+        model = build_published(name)
         build_ms = (time.perf_counter() - start) * 1000
 
         start = time.perf_counter()
@@ -51,7 +49,7 @@ def main() -> None:
         ratio = median_ms / TARGET_MS
         worst = max(worst, ratio)
         print(
-            f"  {name:13s} {description['n_params'] / 1e9:6.2f}B params, {description['n_layer']} layers |"
+            f"  {name:33s} {description['n_params'] / 1e9:6.2f}B params, {description['n_layer']} layers |"
             f" meta build {build_ms:7.1f} ms | describe median {median_ms:6.2f} ms (first {first_ms:6.2f} ms)"
             f" -> {ratio:.3f}x of the {TARGET_MS:.0f} ms target | config to description"
             f" {build_ms + first_ms:7.1f} ms"

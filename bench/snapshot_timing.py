@@ -15,6 +15,11 @@ pass" times that read alone (the same bytes, two threads) against the same basel
 restore's ratio cannot go below 1 plus that one. The row "vs its floor" times the chunked restore
 against that floor itself (bare read + copy, then one CRC-32 pass), target <= 1.15x.
 
+The chunked snapshot fsyncs every file before its final rename (a snapshot that looks complete
+must survive a power cut), so it waits for the disk where a bare save_file returns once the bytes
+are in the page cache; the row "vs durable save" times it against save_file followed by an fsync
+of that file, the bare cost of the same durability.
+
 On Linux the benchmarks run with glibc's mmap threshold fixed at 64 KiB (:func:`use_fresh_memory`
 re-runs the script with ``MALLOC_MMAP_THRESHOLD_`` set), so every tensor copy on either side gets
 fresh memory from the kernel, as a snapshot taken once in a real run does. Left to its adaptive
@@ -195,10 +200,26 @@ def time_snapshot_operations(
                 shutil.rmtree(written.pop())
             os.sync()
 
+        def durable_save() -> None:
+            save_file(contiguous, str(baseline_file))
+            descriptor = os.open(baseline_file, os.O_RDONLY)
+            os.fsync(descriptor)
+            os.close(descriptor)
+
         rows.append(
             interleaved(
                 "chunked snapshot",
                 lambda: save_file(contiguous, str(baseline_file)),
+                lambda: written.append(ours.snapshot_chunked(work)),
+                repeats,
+                between=clean,
+                target=TARGETS["chunked snapshot"],
+            )
+        )
+        rows.append(
+            interleaved(
+                "  vs durable save",
+                durable_save,
                 lambda: written.append(ours.snapshot_chunked(work)),
                 repeats,
                 between=clean,

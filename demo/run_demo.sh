@@ -2,6 +2,7 @@
 # InvarLock's offline demo: certify two edits of the committed demo model (demo/model) against it.
 #   8-bit round-to-nearest  -> expected PASS (exit 0)
 #   2-bit round-to-nearest  -> expected FAIL (exit 1)
+# then `invarlock verify` confirms that each certificate is about demo/model and that subject.
 # Usage: bash demo/run_demo.sh [OUT_DIR]   (default: demo-output). Needs invarlock-core and
 # invarlock-hf installed in the active Python; no network.
 set -euo pipefail
@@ -28,6 +29,12 @@ for subject in rtn8 rtn2; do
         1) verdicts[$subject]=FAIL ;;
         *) echo "demo: certify exited with $code (an error, not a verdict)" >&2; exit "$code" ;;
     esac
+done
+
+for subject in rtn8 rtn2; do
+    echo
+    echo "== invarlock verify $OUT/certificate-$subject --baseline demo/model --subject $OUT/$subject"
+    "$PYTHON" -m invarlock.cli verify "$OUT/certificate-$subject" --baseline demo/model --subject "$OUT/$subject"
 done
 
 echo

@@ -14,8 +14,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,10 @@ from invarlock.types import AdapterSpec, GuardSupport, Role, SnapshotSupport
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "docs" / "schemas"
-FAST = ["--windows", "12", "--seq-len", "48", "--bootstrap", "300", "--device", "cpu"]
+FAST = ["--windows", "32", "--seq-len", "48", "--bootstrap", "300", "--device", "cpu"]
+"""The gate's minimum (32 windows, 1024 scored tokens): 32 windows of 47 scored next tokens."""
+ROLES_FAST = ["--windows", "150", "--seq-len", "48", "--stride", "8", "--batch-size", "32"]
+"""Masked and seq2seq score fewer tokens per window (7 and 24 of 48), so they need more windows."""
 SPECIALS = {
     "eos_token": "</s>",
     "pad_token": "<pad>",
@@ -236,9 +242,33 @@ def test_identical_models_pass_with_ratio_one(
     validate(cert, "certificate.v1.json")
     assert cert["verdict"] == "PASS" and cert["exit_code"] == 0
     assert cert["stats"]["ratio"] == 1.0 and cert["stats"]["ci"] == [1.0, 1.0]
-    assert cert["stats"]["windows"] == 12 and len(cert["dataset"]["windows"]["window_ids"]) == 12
+    assert cert["stats"]["windows"] == 32 and len(cert["dataset"]["windows"]["window_ids"]) == 32
     assert cert["metric"] == {"kind": "ppl_causal", "role": "causal"}
     assert cert["invariants"]["passed"]
+    assert cert["baseline"]["identity"] == {
+        **cert["subject"]["identity"],
+        "hashing": cert["baseline"]["identity"]["hashing"],
+    }
+    digest = cert["baseline"]["identity"]["digest"]
+    assert (
+        f"subject is byte-identical to the baseline: both checkpoints have the content digest {digest[:16]}"
+        in cert["reasons"][-1]
+    )
+    files = {f["path"]: f for f in cert["baseline"]["identity"]["files"]}
+    weights = (causal / "model.safetensors").read_bytes()
+    assert files["model.safetensors"]["sha256"] == hashlib.sha256(weights).hexdigest()
+    assert (
+        files["model.safetensors"]["size"] == len(weights) and files["model.safetensors"]["kind"] == "weights"
+    )
+    assert files["config.json"]["kind"] == "config" and files["tokenizer.json"]["kind"] == "tokenizer"
+    proof = cert["subject"]["weights"]
+    assert (
+        proof["compared"] == proof["equal"] > 0 and not proof["differing"] and not proof["newly_initialised"]
+    )
+    checks = {c["name"]: c for c in cert["invariants"]["checks"]}
+    assert checks["weights_match_checkpoint_subject"]["passed"]
+    assert cert["invocation"]["argv"][:3] == ["invarlock", "certify", "--baseline"]
+    assert cert["invocation"]["options"]["windows"]["windows"] == 32
     for side in ("baseline", "subject"):
         adapter = cert[side]["adapter"]
         assert adapter["name"] == "hf_causal" and adapter["distribution"] == "invarlock-hf"
@@ -249,18 +279,143 @@ def test_identical_models_pass_with_ratio_one(
     assert {"hf_bnb", "hf_gptq", "hf_awq", "hf_causal_onnx"} <= set(listed), "every known adapter is listed"
 
 
-def test_windows_are_identical_across_runs(
-    capsys: pytest.CaptureFixture[str], causal: Path, tmp_path: Path
+def test_windows_and_certificate_id_are_identical_across_runs_and_path_spellings(
+    capsys: pytest.CaptureFixture[str], causal: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs = []
-    for name in ("a", "b"):
-        certify(
-            capsys, "--baseline", str(causal), "--subject", str(causal), "--out", str(tmp_path / name), *FAST
-        )
+    monkeypatch.chdir(causal.parent)
+    for name, spelling in (("a", str(causal)), ("b", f"./{causal.name}/")):
+        certify(capsys, "--baseline", spelling, "--subject", spelling, "--out", str(tmp_path / name), *FAST)
         runs.append(read_certificate(tmp_path / name))
+    assert runs[1]["baseline"]["model_id"] == f"./{causal.name}/"
     assert runs[0]["dataset"]["windows"] == runs[1]["dataset"]["windows"]
     assert runs[0]["stats"]["per_window"] == runs[1]["stats"]["per_window"]
     assert runs[0]["certificate_id"] == runs[1]["certificate_id"]
+
+
+def test_a_tensor_missing_from_the_checkpoint_fails_the_weights_invariant(
+    capsys: pytest.CaptureFixture[str], causal: Path, tmp_path: Path, validate: Any
+) -> None:
+    """A loader that initialises a tensor anew (here: the file lacks it) is caught, and named."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(causal, tmp_path / "holed")
+    weights = tmp_path / "holed" / "model.safetensors"
+    tensors = load_file(weights)
+    del tensors["model.norm.weight"]
+    save_file(tensors, weights, metadata={"format": "pt"})
+    code, _, _ = certify(
+        capsys,
+        "--baseline",
+        str(causal),
+        "--subject",
+        str(tmp_path / "holed"),
+        "--out",
+        str(tmp_path / "c"),
+        *FAST,
+    )
+    cert = read_certificate(tmp_path / "c")
+    validate(cert, "certificate.v1.json")
+    assert code == 1 and cert["verdict"] == "FAIL"
+    assert cert["subject"]["weights"]["newly_initialised"] == ["model.norm.weight"]
+    checks = {c["name"]: c for c in cert["invariants"]["checks"]}
+    assert not checks["weights_match_checkpoint_subject"]["passed"]
+    assert "model.norm.weight" in checks["weights_match_checkpoint_subject"]["detail"]
+    assert checks["weights_match_checkpoint_baseline"]["passed"]
+
+
+def test_a_dtype_conversion_at_load_is_declared(
+    capsys: pytest.CaptureFixture[str], causal: Path, tmp_path: Path
+) -> None:
+    code, _, _ = certify(
+        capsys,
+        "--baseline",
+        str(causal),
+        "--subject",
+        str(causal),
+        "--out",
+        str(tmp_path),
+        *FAST,
+        "--dtype",
+        "bfloat16",
+    )
+    cert = read_certificate(tmp_path)
+    assert code == 0
+    proof = cert["baseline"]["weights"]
+    assert proof["equal"] == 0 and len(proof["converted"]) == proof["compared"] > 0
+    assert set(proof["converted"].values()) == {"F32 -> torch.bfloat16"}
+    checks = {c["name"]: c for c in cert["invariants"]["checks"]}
+    assert (
+        "after declared dtype conversion (F32 -> torch.bfloat16)"
+        in checks["weights_match_checkpoint_baseline"]["detail"]
+    )
+
+
+def test_a_hub_id_from_the_cache_records_its_revision(causal: Path, tmp_path: Path) -> None:
+    """A hub id is read from the local Hugging Face cache; its snapshot's commit is the revision."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--acme--tiny"
+    shutil.copytree(causal, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    env.pop("INVARLOCK_ALLOW_NETWORK", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "invarlock.cli",
+            "certify",
+            "--baseline",
+            str(causal),
+            "--subject",
+            "acme/tiny",
+            "--out",
+            str(tmp_path / "c"),
+            *FAST,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    cert = read_certificate(tmp_path / "c")
+    hub = cert["subject"]["identity"]
+    assert hub["source"] == "hub-cache" and hub["repo_id"] == "acme/tiny" and hub["revision"] == commit
+    assert hub["digest"] == cert["baseline"]["identity"]["digest"], "the same files, wherever they lie"
+    assert cert["baseline"]["identity"]["revision"] is None
+    verified = subprocess.run(
+        [sys.executable, "-m", "invarlock.cli", "verify", str(tmp_path / "c")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "invarlock.cli",
+            "certify",
+            "--baseline",
+            str(causal),
+            "--subject",
+            "acme/absent",
+            "--out",
+            str(tmp_path / "d"),
+            *FAST,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert (
+        missing.returncode == 2
+        and "[model_not_found]: subject acme/absent is not a directory here" in missing.stderr
+    )
 
 
 def test_8bit_rtn_subject_passes(
@@ -313,6 +468,33 @@ def test_gate_threshold_is_configurable(
     assert read_certificate(tmp_path)["gate"]["max_ratio"] == 1000
 
 
+def test_too_little_evidence_is_inconclusive_only_when_asked_and_never_passes(
+    capsys: pytest.CaptureFixture[str], causal: Path, tmp_path: Path, validate: Any
+) -> None:
+    short = ["--windows", "40", "--seq-len", "16", "--bootstrap", "300", "--device", "cpu"]  # 40 x 15 tokens
+    code, _, err = certify(
+        capsys, "--baseline", str(causal), "--subject", str(causal), "--out", str(tmp_path / "r"), *short
+    )
+    assert_usage_error(code, err, tmp_path / "r", "[insufficient_evidence]", "600 scored token(s)")
+    for windows in (["--windows", "1"], []):
+        out_dir = tmp_path / f"i{len(windows)}"
+        args = [*short, *windows, "--allow-inconclusive"]
+        code, out, _ = certify(
+            capsys, "--baseline", str(causal), "--subject", str(causal), "--out", str(out_dir), *args
+        )
+        cert = read_certificate(out_dir)
+        validate(cert, "certificate.v1.json")
+        assert code == 1 and out.startswith("INCONCLUSIVE: ppl ratio 1.0000")
+        assert cert["verdict"] == "INCONCLUSIVE" and cert["exit_code"] == 1 and not cert["gate"]["passed"]
+        assert cert["gate"]["min_windows"] == 32 and cert["gate"]["min_tokens"] == 1024
+        assert cert["gate"]["allow_inconclusive"] and cert["reasons"][1].startswith("INCONCLUSIVE: ")
+        assert (out_dir / "certificate.md").read_text().startswith("# InvarLock certificate: ⚠️ INCONCLUSIVE")
+        assert (
+            '<div class="verdict INCONCLUSIVE"><h1>INCONCLUSIVE</h1>'
+            in (out_dir / "certificate.html").read_text()
+        )
+
+
 def test_html_certificate_is_standalone(
     capsys: pytest.CaptureFixture[str], causal: Path, causal_rtn2: Path, tmp_path: Path
 ) -> None:
@@ -322,7 +504,7 @@ def test_html_certificate_is_standalone(
     assert '<div class="verdict FAIL"><h1>FAIL</h1>' in page
     for fetch in ("<script", "<link", "src=", "@import", "url("):
         assert fetch not in page
-    assert page.count("<svg") == 2 and page.count("<title>window ") == 12
+    assert page.count("<svg") == 2 and page.count("<title>window ") == 32
     assert "model_type" in page and "kv_heads_per_layer" in page and "invarlock_core" in page
 
 
@@ -359,7 +541,15 @@ def test_subject_without_tokenizer_files_of_any_role_falls_back_to_the_baseline_
     bare = tmp_path / "bare"
     shutil.copytree(baseline, bare, ignore=shutil.ignore_patterns("tokenizer*"))
     code, _, err = certify(
-        capsys, "--baseline", str(baseline), "--subject", str(bare), "--out", str(tmp_path / "c"), *FAST
+        capsys,
+        "--baseline",
+        str(baseline),
+        "--subject",
+        str(bare),
+        "--out",
+        str(tmp_path / "c"),
+        *FAST,
+        *(ROLES_FAST if kind != "causal" else []),
     )
     assert code == 0, err
     block = read_certificate(tmp_path / "c")["tokenizer"]
@@ -388,6 +578,7 @@ def test_other_roles_use_their_own_metric(
         "--out",
         str(tmp_path / "same"),
         *FAST,
+        *ROLES_FAST,
     )
     same = read_certificate(tmp_path / "same")
     validate(same, "certificate.v1.json")
@@ -411,6 +602,7 @@ def test_other_roles_use_their_own_metric(
         "--out",
         str(tmp_path / "edited"),
         *FAST,
+        *ROLES_FAST,
     )
     edited = read_certificate(tmp_path / "edited")
     assert edited["stats"]["ratio"] != 1.0
@@ -441,6 +633,31 @@ def test_missing_baseline_or_subject_path(
         capsys, "--baseline", str(causal), "--subject", str(tmp_path / "gone"), "--out", str(out_dir)
     )
     assert_usage_error(code, err, out_dir, "subject path")
+
+
+def test_a_device_torch_lacks_is_refused_before_loading(
+    capsys: pytest.CaptureFixture[str], causal: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    out_dir = tmp_path / "out"
+    absent = "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
+    for device, fragment in (
+        (absent, "has no cuda device here" if absent == "cuda" else "sees"),
+        ("banana", "not a device"),
+    ):
+        code, _, err = certify(
+            capsys,
+            "--baseline",
+            str(causal),
+            "--subject",
+            str(causal),
+            "--out",
+            str(out_dir),
+            "--device",
+            device,
+        )
+        assert_usage_error(code, err, out_dir, "[device_unavailable]", f"--device {device}", fragment)
 
 
 def test_tokenizers_differ(
@@ -541,7 +758,9 @@ def test_adapter_unavailable(
     os.environ[DISABLE_ENV] = "invarlock-hf"
     reset_plugin_manager()
     code, _, err = certify(capsys, "--baseline", str(causal), "--subject", str(causal), "--out", str(out_dir))
-    assert_usage_error(code, err, out_dir, "pip install invarlock-hf")
+    # Disabled, not missing: the error says so and gives no install advice.
+    assert_usage_error(code, err, out_dir, "hf is disabled by INVARLOCK_DISABLE_PLUGINS")
+    assert "pip install" not in err
 
 
 def test_describe(capsys: pytest.CaptureFixture[str], causal: Path) -> None:
@@ -568,7 +787,7 @@ model:
   dtype: float32
 dataset:
   seq_len: 48
-  windows: 12
+  windows: 32
   seed: 3
 eval:
   gate:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,48 @@ def test_demo_script_passes_the_8bit_edit_and_fails_the_2bit_edit(tmp_path: Path
         assert certificate["verdict"] == verdict
         assert certificate["dataset"]["source"] == "pydoc" and certificate["dataset"]["split"] == "eval"
         assert (tmp_path / f"certificate-{subject}" / "certificate.html").is_file()
+    assert_verify_confirms_and_rejects(tmp_path)
+
+
+def verify(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "invarlock.cli", "verify", *args], cwd=ROOT, capture_output=True, text=True
+    )
+
+
+def assert_verify_confirms_and_rejects(out: Path) -> None:
+    """`invarlock verify` confirms the demo certificates against demo/model and the demo subjects,
+    and rejects each against a copy of its subject with one byte changed."""
+    for subject in ("rtn8", "rtn2"):
+        certificate = out / f"certificate-{subject}" / "certificate.json"
+        recorded = json.loads(certificate.read_text())
+        for side in ("baseline", "subject"):
+            identity = recorded[side]["identity"]
+            assert {f["path"] for f in identity["files"]} >= {
+                "config.json",
+                "model.safetensors",
+                "tokenizer.json",
+            }
+            assert recorded[side]["weights"]["differing"] == [] and recorded[side]["weights"]["compared"] > 0
+        checks = {c["name"]: c["passed"] for c in recorded["invariants"]["checks"]}
+        assert checks["weights_match_checkpoint_baseline"] and checks["weights_match_checkpoint_subject"]
+
+        confirmed = verify(str(certificate), "--baseline", str(DEMO_MODEL), "--subject", str(out / subject))
+        assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
+        assert confirmed.stdout.startswith(f"MATCH: certificate {recorded['certificate_id']}")
+        by_default = verify(str(certificate.parent), "--json")  # the paths the certificate recorded
+        assert by_default.returncode == 0 and json.loads(by_default.stdout)["matches"]
+
+        copy = out / f"{subject}-one-byte-changed"
+        shutil.copytree(out / subject, copy)
+        weights = bytearray((copy / "model.safetensors").read_bytes())
+        weights[len(weights) // 2] ^= 0x01
+        (copy / "model.safetensors").write_bytes(weights)
+        rejected = verify(str(certificate), "--subject", str(copy), "--json")
+        assert rejected.returncode == 1, rejected.stdout + rejected.stderr
+        result = json.loads(rejected.stdout)
+        assert not result["matches"] and result["sides"]["baseline"]["matches"]
+        assert result["sides"]["subject"]["changed"] == ["model.safetensors"]
 
 
 def test_ctrl_c_during_certify_is_one_clean_line_and_exit_130(tmp_path: Path) -> None:

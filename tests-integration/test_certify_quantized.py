@@ -19,7 +19,7 @@ from invarlock.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_MODEL = ROOT / "demo" / "model"
-FAST = ["--windows", "12", "--seq-len", "64", "--bootstrap", "300", "--device", "cpu"]
+FAST = ["--windows", "32", "--seq-len", "64", "--bootstrap", "300", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_run_with_load_in_8bit_uses_hf_bnb(capsys: pytest.CaptureFixture[str], t
     config = tmp_path / "run.yaml"
     config.write_text(
         f"model:\n  id: {DEMO_MODEL}\n  device: cpu\n  load_in_8bit: true\n"
-        "dataset:\n  seq_len: 64\n  windows: 8\neval:\n  gate:\n    bootstrap: 200\n"
+        "dataset:\n  seq_len: 64\n  windows: 32\neval:\n  gate:\n    bootstrap: 200\n"
         f"output:\n  dir: {tmp_path / 'runs'}\n"
     )
     assert main(["run", "--config", str(config)]) == 0, capsys.readouterr()

@@ -77,7 +77,7 @@ def test_certify_with_the_faulty_plugin_installed_records_its_faults(
 ) -> None:
     out = tmp_path / "certificate"
     args = ["certify", "--baseline", str(DEMO_MODEL), "--subject", str(DEMO_MODEL), "--out", str(out)]
-    done = invarlock(*args, "--windows", "8", "--bootstrap", "200", env=faulty_env)
+    done = invarlock(*args, "--windows", "32", "--bootstrap", "200", env=faulty_env)
     assert done.returncode == 0, done.stderr
     certificate = json.loads((out / "certificate.json").read_text())
     assert certificate["verdict"] == "PASS"

@@ -24,9 +24,9 @@ def test_certify_a_w4a16_subject_against_its_float_baseline(
             "--device",
             "cpu",
             "--windows",
-            "8",
+            "32",  # the gate's minimum evidence: 32 windows, 1024 scored tokens
             "--seq-len",
-            "32",
+            "40",
             "--bootstrap",
             "200",
             "--out",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+import transformers
 
 from invarlock.adapters import get_adapter
 from invarlock.description import validate_description
@@ -41,7 +43,23 @@ def test_w4a16_block(w4a16_path: Path) -> None:
     assert block["ignored_modules"] == ["lm_head"]
     assert block["sparsity"] is None
     assert block["compressed_in_memory"] is True
+    assert block["decompresses_at_first_pass"] is False
     assert block["decompressed"] is None
+
+
+def test_loaded_by_transformers_alone_it_says_when_it_decompresses(
+    w4a16_path: Path, inputs: dict[str, torch.Tensor]
+) -> None:
+    """Loaded without hf_compressed, compressed-tensors' hook decompresses the model at its first pass."""
+    model = transformers.AutoModelForCausalLM.from_pretrained(w4a16_path)
+    adapter = get_adapter("hf_causal")
+    block = adapter.describe(model)["quantization"]
+    assert (block["compressed_in_memory"], block["decompresses_at_first_pass"]) == (True, True)
+    with torch.no_grad():
+        model(**inputs)
+    block = adapter.describe(model)["quantization"]
+    assert (block["compressed_in_memory"], block["decompresses_at_first_pass"]) == (False, False)
+    assert block["decompressed"] == "14 of 14 quantized modules were decompressed after loading"
 
 
 def test_w8a8_block(w8a8_path: Path) -> None:

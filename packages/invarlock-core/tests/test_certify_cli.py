@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -89,8 +90,11 @@ def test_missing_paths_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path
 
 
 def test_bad_gate_options_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["certify", "--baseline", "a", "--subject", "b", "--max-ratio", "0.9"]) == 2
-    assert "--max-ratio must be at least 1.0" in error_line(capsys)
+    for value in ("0.9", "nan", "inf", "-inf"):
+        assert main(["certify", "--baseline", "a", "--subject", "b", f"--max-ratio={value}"]) == 2
+        assert "[argument_invalid]: --max-ratio must be a finite number of at least 1.0" in error_line(capsys)
+    assert main(["certify", "--baseline", "a", "--subject", "b", "--confidence", "nan"]) == 2
+    assert "[argument_invalid]: --confidence" in error_line(capsys)
     with pytest.raises(SystemExit) as caught:
         main(["certify", "--baseline", "a", "--subject", "b", "--windows", "0"])
     assert caught.value.code == 2
@@ -116,3 +120,66 @@ def test_run_refuses_adapterless_model_before_loading(
     assert main(["run", "--config", str(config)]) == 2
     assert "adapter hf_causal is unavailable" in error_line(capsys)
     assert not (tmp_path / "r").exists()
+
+
+def test_too_few_windows_are_refused_before_anything_is_loaded(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    code = main(["certify", "--baseline", "a", "--subject", "b", "--windows", "3", "--out", str(out)])
+    assert code == 2
+    line = error_line(capsys)
+    assert "[insufficient_evidence]: --windows 3 asks for fewer windows than the 32" in line
+    assert "--allow-inconclusive" in line
+    assert not out.exists()
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model:\n  id: m\ndataset:\n  windows: 8\noutput:\n  dir: {tmp_path / 'r'}\n")
+    assert main(["run", "--config", str(config)]) == 2
+    assert "dataset.windows 8 asks for fewer windows" in error_line(capsys)
+    assert not (tmp_path / "r").exists()
+
+
+def test_unusable_out_is_refused_before_anything_is_loaded(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "base").mkdir()
+    taken = tmp_path / "taken.json"
+    taken.write_text("{}")
+    for out, message in ((taken, "is an existing file"), (taken / "sub", "cannot be created")):
+        code = main(["certify", "--baseline", str(tmp_path / "base"), "--subject", "b", "--out", str(out)])
+        assert code == 2
+        assert f"[output_unwritable]: --out {out} {message}" in error_line(capsys)
+    assert taken.read_text() == "{}"
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model:\n  id: m\noutput:\n  dir: {taken}\n")
+    assert main(["run", "--config", str(config)]) == 2
+    assert "[output_unwritable]: output.dir" in error_line(capsys)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any directory, so none is unwritable")
+def test_unwritable_out_directory_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    assert main(["certify", "--baseline", str(tmp_path), "--subject", "b", "--out", str(locked / "c")]) == 2
+    assert "[output_unwritable]" in error_line(capsys) and not (locked / "c").exists()
+
+
+def test_paths_that_are_not_checkpoint_directories_are_refused_as_such(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("INVARLOCK_ALLOW_NETWORK", raising=False)
+    (tmp_path / "base").mkdir()
+    out = tmp_path / "out"
+    for subject, message in (
+        (
+            "subjects/rtn8",
+            "[model_not_found]: subject subjects/rtn8 is not a directory here, nor a hub id in",
+        ),
+        ("./missing", "[model_not_found]: subject path ./missing does not exist"),
+    ):
+        assert main(["certify", "--baseline", "base", "--subject", subject, "--out", str(out)]) == 2
+        line = error_line(capsys)
+        assert message in line
+        assert "set INVARLOCK_ALLOW_NETWORK=1" not in line
+    assert not out.exists()

@@ -77,6 +77,10 @@ def test_schema_rejects_what_it_must(certificate: dict[str, Any]) -> None:
         lambda c: c["baseline"]["adapter"].pop("reason"),
         lambda c: c["stats"].__setitem__("ci", [1.0]),
         lambda c: c["dataset"]["windows"].__setitem__("window_ids", []),
+        lambda c: c["subject"].pop("identity"),
+        lambda c: c["baseline"]["identity"]["files"][0].__setitem__("sha256", "abc"),
+        lambda c: c["gate"].pop("min_windows"),
+        lambda c: c.pop("invocation"),
     ):
         broken = copy.deepcopy(certificate)
         mutate(broken)
@@ -84,13 +88,26 @@ def test_schema_rejects_what_it_must(certificate: dict[str, Any]) -> None:
             validate(broken, "certificate.v1.json")
 
 
-def test_certificate_id_is_a_digest_of_the_evidence(certificate: dict[str, Any]) -> None:
+def test_certificate_id_comes_from_content_never_from_path_spelling(certificate: dict[str, Any]) -> None:
     assert certificate_id(certificate) == certificate["certificate_id"]
-    later = dict(certificate, created="2030-01-01T00:00:00+00:00", duration_s=99.0)
-    assert certificate_id(later) == certificate["certificate_id"]
-    changed = copy.deepcopy(certificate)
-    changed["stats"]["per_window"][0]["subject"] += 0.001
-    assert certificate_id(changed) != certificate["certificate_id"]
+    elsewhere = copy.deepcopy(certificate)
+    elsewhere.update(created="2030-01-01T00:00:00+00:00", duration_s=99.0)
+    for side in ("baseline", "subject"):
+        elsewhere[side]["model_id"] = "/somewhere/else/" + elsewhere[side]["model_id"]
+        elsewhere[side]["identity"]["hashing"] = {"seconds": 9.0, "mib_per_s": 1.0}
+    elsewhere["invocation"].update(cwd="/elsewhere", command="invarlock certify ...")
+    assert certificate_id(elsewhere) == certificate["certificate_id"]
+    for mutate in (
+        lambda c: c["subject"]["identity"].__setitem__("digest", "0" * 64),
+        lambda c: c["baseline"]["identity"].__setitem__("digest", "0" * 64),
+        lambda c: c["dataset"].__setitem__("sha256", "0" * 64),
+        lambda c: c["dataset"]["windows"]["window_ids"].pop(),
+        lambda c: c["gate"].__setitem__("max_ratio", 1.2),
+        lambda c: c["environment"].__setitem__("invarlock_core", "9.9"),
+    ):
+        changed = copy.deepcopy(certificate)
+        mutate(changed)
+        assert certificate_id(changed) != certificate["certificate_id"]
 
 
 def test_markdown_leads_with_the_verdict(certificate: dict[str, Any]) -> None:
@@ -99,6 +116,9 @@ def test_markdown_leads_with_the_verdict(certificate: dict[str, Any]) -> None:
     assert f"{certificate['stats']['ratio']:.4f}" in text
     assert "| structure | pass |" in text
     assert "| hf_causal | invarlock-hf |" in text
+    assert f"sha256 {certificate['subject']['identity']['digest']}" in text
+    assert "| weights_match_checkpoint_subject | pass |" in text
+    assert f"`{certificate['invocation']['command']}`" in text
 
 
 def test_markdown_escapes_model_paths(certificate: dict[str, Any]) -> None:

@@ -7,9 +7,10 @@ import random
 
 import pytest
 
-from invarlock.certification.evaluation.gate import GatePolicy, InvariantCheck, judge
+from invarlock.certification.evaluation.gate import MIN_TOKENS, MIN_WINDOWS, GatePolicy, InvariantCheck, judge
 from invarlock.certification.evaluation.invariants import finite_scores_check, structure_check, tying_check
 from invarlock.certification.evaluation.stats import WindowScore, paired_ratio, perplexity
+from invarlock.errors import InsufficientEvidenceError
 
 
 def scores(log_losses: list[float], tokens: int = 100) -> list[WindowScore]:
@@ -88,12 +89,35 @@ def test_gate_passes_on_upper_bound_and_fails_above_it() -> None:
 
 
 def test_gate_fails_on_a_broken_invariant_even_when_the_ratio_passes() -> None:
-    base = scores(noisy(10, 8))
+    base = scores(noisy(40, 8))
     same = paired_ratio(base, base)
     result = judge(GatePolicy(), same, [InvariantCheck("tying", False, "lm_head untied")])
     assert not result.passed and result.ratio_passed
     assert any("tying failed: lm_head untied" in r for r in result.reasons)
     assert judge(GatePolicy(require_invariants=False), same, [InvariantCheck("tying", False, "x")]).passed
+
+
+def test_one_window_gives_an_interval_of_zero_width_so_the_gate_refuses_it() -> None:
+    base = scores([3.0])
+    one = paired_ratio(base, [WindowScore(0, 3.01 * 100, 100)], bootstrap=300)
+    assert one.ci_low == one.ci_high, "every resample of one window is that window"
+    with pytest.raises(InsufficientEvidenceError, match=r"1 window.* too little evidence") as refused:
+        judge(GatePolicy(), one, [])
+    assert refused.value.code == "insufficient_evidence"
+    assert f"at least {MIN_WINDOWS} windows and {MIN_TOKENS} scored tokens" in str(refused.value)
+
+
+def test_too_few_windows_or_tokens_are_refused_unless_inconclusive_is_asked_for() -> None:
+    few = paired_ratio(scores(noisy(MIN_WINDOWS - 1, 3)), scores(noisy(MIN_WINDOWS - 1, 3)))
+    short = paired_ratio(scores(noisy(40, 4), tokens=10), scores(noisy(40, 4), tokens=10))  # 400 tokens
+    enough = paired_ratio(scores(noisy(MIN_WINDOWS, 5), tokens=32), scores(noisy(MIN_WINDOWS, 5), tokens=32))
+    for stats in (few, short):
+        with pytest.raises(InsufficientEvidenceError, match="--allow-inconclusive"):
+            judge(GatePolicy(), stats, [])
+        result = judge(GatePolicy(allow_inconclusive=True), stats, [])
+        assert result.verdict == "INCONCLUSIVE" and not result.passed, "identical sides, still no PASS"
+        assert result.ratio_passed and result.reasons[1].startswith("INCONCLUSIVE: ")
+    assert enough.tokens == MIN_TOKENS and judge(GatePolicy(), enough, []).verdict == "PASS"
 
 
 def description(**overrides: object) -> dict[str, object]:

@@ -130,3 +130,12 @@ def test_hookimpls_in_the_guide_are_real_hooks() -> None:
     # import names of distributions the guide uses (the sample plugin, the snapshot engine)
     python_names = {"invarlock_tinylinear", "invarlock_torch"}
     assert named - python_names <= set(hookspecs())
+
+
+def test_optional_describe_keys_in_hooks_md_are_the_validators() -> None:
+    from invarlock.description import OPTIONAL_KEYS
+
+    text = (DOCS / "hooks.md").read_text()
+    table = text.split("Optional keys, checked whenever present", 1)[1].split("\n\n", 2)[1]
+    documented = re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE)
+    assert sorted(documented) == sorted(OPTIONAL_KEYS), "hooks.md and OPTIONAL_KEYS differ"

@@ -127,3 +127,21 @@ def test_rows_round_trip_through_json() -> None:
     row = _row("alpha", QuantizerStatus.LOADS_DEQUANTIZED, quantizer="AlphaQuantizer")
     assert QuantizationMethod.from_json(json.loads(json.dumps(row.as_json()))) == row
     assert SimpleNamespace(**row.as_json()).status == "loads_dequantized"
+
+
+def test_an_install_or_a_visible_gpu_change_asks_the_plugins_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugin = Lists([_row("alpha", QuantizerStatus.LOADS)])
+    reset_plugin_manager([("lists", plugin)])
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    quantization_methods()
+    assert quantization_methods().cached is True
+    (site / "alpha_kernels-1.0.dist-info").mkdir()  # what pip leaves when it installs a backend
+    assert quantization_methods().cached is False
+    assert quantization_methods().cached is True
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert quantization_methods().cached is False
+    assert plugin.calls == 3

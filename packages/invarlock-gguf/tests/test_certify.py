@@ -95,7 +95,7 @@ def test_command_line_certify_offline(demo_model: Path, gguf_files: dict[str, Pa
             "--subject",
             str(gguf_files["Q8_0"]),
             "--windows",
-            "16",
+            "32",
             "--out",
             str(tmp_path / "out"),
         ],

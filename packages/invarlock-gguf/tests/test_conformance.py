@@ -21,3 +21,8 @@ class TestGGUFConformance(AdapterConformance):
     @classmethod
     def other_model_id(cls, other_gguf: Any) -> str:
         return str(other_gguf)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def tokenizer_model_id(cls, gguf_files: Any) -> str:
+        return str(gguf_files["Q8_0"])

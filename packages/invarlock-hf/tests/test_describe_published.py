@@ -66,7 +66,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "mlp": runs((3, 18432), (58, 2048)),
         "types": runs((61, FULL)),
         "moe_per_layer": runs((3, None), (58, _DSV3_MOE)),
-        "params_billions": 671.0,  # the published 671B (the multi-token-prediction module is not built by transformers)
+        # The published 671B; transformers does not build the multi-token-prediction module.
+        "params_billions": 671.0,
     },
     "Qwen3-30B-A3B": {
         "hidden": 2048,
@@ -169,7 +170,7 @@ def published(request: pytest.FixtureRequest) -> tuple[str, Any, dict[str, Any]]
 
 
 def test_structure_matches_the_published_architecture(published: tuple[str, Any, dict[str, Any]]) -> None:
-    name, model, description = published
+    name, _, description = published
     expected = EXPECTED[name]
     layers = len(expected["heads"])
     assert description["n_layer"] == layers
@@ -204,7 +205,7 @@ def test_moe_summary_agrees_with_the_layers(published: tuple[str, Any, dict[str,
 
 
 def test_multimodal_wrappers_describe_the_language_tower(published: tuple[str, Any, dict[str, Any]]) -> None:
-    name, model, description = published
+    name, _, description = published
     towers = EXPECTED[name].get("towers")
     if towers is None:
         assert "towers" not in description

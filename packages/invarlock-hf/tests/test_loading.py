@@ -535,3 +535,12 @@ def test_the_cli_answers_a_weights_file_given_as_the_model(
     err = capsys.readouterr().err
     assert err.startswith(f"invarlock: error [checkpoint_not_a_directory]: {weights} is a file")
     assert err.count("\n") == 1
+
+
+def test_bitsandbytes_flags_set_to_false_ask_for_nothing(checkpoints: Any) -> None:
+    # A run config written for transformers 4 (load_in_8bit: false) still loads a full-precision model.
+    assert from_pretrained_kwargs({"load_in_8bit": False, "load_in_4bit": False}) == {
+        "trust_remote_code": False
+    }
+    model = get_adapter("hf_auto").load_model(checkpoints.path("gpt2"), device="cpu", load_in_8bit=False)
+    assert type(model).__name__ == "GPT2LMHeadModel"

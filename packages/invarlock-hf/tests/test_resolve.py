@@ -193,3 +193,16 @@ def test_hf_auto_names_the_pip_command_of_a_missing_distribution(checkpoints: An
     path = copy_with_config(checkpoints.path("llama"), tmp_path, **candidates[missing[0]])
     with pytest.raises(DependencyMissingError, match=f"pip install {missing[0]}"):
         get_adapter("hf_auto").load_model(path, device="cpu")
+
+
+@pytest.mark.parametrize("value", ["gptq", 8, ["bits", 4]])
+def test_a_quantization_config_option_that_is_not_a_config_is_one_error(value: Any, checkpoints: Any) -> None:
+    from invarlock.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        resolve_adapter(checkpoints.path("llama"), {"quantization_config": value})
+    assert caught.value.code == "config_invalid"
+    assert str(caught.value) == (
+        "the load option quantization_config must be a quantization config (BitsAndBytesConfig, "
+        f"GPTQConfig...) or a mapping of its settings, got {value!r}"
+    )

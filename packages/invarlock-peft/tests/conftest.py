@@ -102,7 +102,7 @@ def llama_lora_added_tokens(llama_base: Path, tmp_path_factory: pytest.TempPathF
 
 @pytest.fixture(scope="session")
 def llama_nf4_base(llama_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The llama base saved after bitsandbytes nf4 quantization (config.json holds its quantization_config)."""
+    """The llama base saved after nf4 quantization (config.json holds its quantization_config)."""
     from invarlock.adapters import get_adapter
 
     target = tmp_path_factory.mktemp("llama-nf4")

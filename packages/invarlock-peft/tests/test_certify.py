@@ -12,7 +12,8 @@ import pytest
 from invarlock.cli import main
 
 SCHEMA = Path(__file__).resolve().parents[3] / "docs" / "schemas" / "certificate.v1.json"
-FAST = ["--seq-len", "16", "--windows", "8", "--bootstrap", "200", "--device", "cpu"]
+FAST = ["--seq-len", "40", "--windows", "32", "--bootstrap", "200", "--device", "cpu"]
+"""The gate's minimum evidence: 32 windows of 39 scored tokens (at least 1024 in all)."""
 
 
 def certify(baseline: Path, subject: Path, out: Path, *extra: str) -> tuple[int, dict[str, Any]]:
@@ -111,3 +112,39 @@ def test_subject_base_overrides_the_adapter_config(
     code, certificate = certify(llama_base, moved, tmp_path / "out", "--subject-base", str(llama_base))
     assert code in (0, 1)
     assert certificate["subject"]["description"]["peft"]["base_source"] == "base option"
+
+
+DEMO_MODEL = Path(__file__).resolve().parents[3] / "demo" / "model"
+
+
+@pytest.fixture(scope="module")
+def demo_lora(tmp_path_factory: pytest.TempPathFactory, make_adapter: Any) -> Path:
+    """A LoRA over the committed demo model (a small trained causal LM), so 2-bit rounding fails the gate."""
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(DEMO_MODEL)
+    return make_adapter(base, tmp_path_factory.mktemp("demo-lora"), DEMO_MODEL, target_modules=["q_proj"])
+
+
+@pytest.mark.parametrize("snapshot", ["full", "adapter"])
+def test_run_edits_and_restores_a_peft_model(
+    demo_lora: Path, tmp_path: Path, snapshot: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """invarlock run's edit (2-bit round-to-nearest) changes base weights too: a failed gate restores
+    them from a full snapshot, and an adapter-only snapshot refuses with its own code instead."""
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"model: {{id: {demo_lora}, device: cpu, snapshot: {snapshot}}}\n"
+        "dataset: {seq_len: 64, windows: 8}\n"
+        "eval: {gate: {bootstrap: 200}}\n"
+        "edit: {name: quant_rtn, plan: {bitwidth: 2}}\n"
+        f"output: {{dir: {tmp_path / 'out'}}}\n"
+    )
+    code = main(["run", "--config", str(config)])
+    if snapshot == "full":
+        assert code == 1
+        report = json.loads((tmp_path / "out" / "evaluation.report.json").read_text())
+        assert "match their pre-edit sha256" in json.dumps(report)
+    else:
+        assert code == 2
+        assert "peft_base_changed" in capsys.readouterr().err

@@ -28,6 +28,11 @@ class PeftConformance(AdapterConformance):
     def other_model_id(cls, gpt2_lora: Path) -> str:
         return str(gpt2_lora)
 
+    @pytest.fixture(scope="class")
+    @classmethod
+    def tokenizer_model_id(cls, llama_lora_added_tokens: Path) -> str:
+        return str(llama_lora_added_tokens)
+
 
 class TestAdapterOnlySnapshots(PeftConformance):
     def mutate(self, model: Any) -> None:

@@ -100,7 +100,7 @@ def test_a_missing_base_given_as_option_names_the_option(llama_lora: Path) -> No
 
 
 def test_a_directory_without_adapter_config_is_refused(llama_base: Path) -> None:
-    with pytest.raises(ModelLoadError, match="holds no adapter_config.json"):
+    with pytest.raises(ModelLoadError, match=r"holds no adapter_config\.json"):
         get_adapter("hf_peft").load_model(llama_base, device="cpu")
 
 

@@ -32,9 +32,7 @@ def edit_adapter(model: Any) -> None:
 
 def edit_base(model: Any) -> None:
     with torch.no_grad():
-        name, tensor = next(
-            (n, t) for n, t in base_tensors(model) if t.is_floating_point() and "layers.1" in n
-        )
+        _, tensor = next((n, t) for n, t in base_tensors(model) if t.is_floating_point() and "layers.1" in n)
         tensor.view(-1)[0] += 1.0
 
 

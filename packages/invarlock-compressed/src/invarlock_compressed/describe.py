@@ -14,6 +14,7 @@ from typing import Any
 from invarlock_compressed.loading import decompressed_because
 from invarlock_compressed.modules import is_compressed, module_format, quantized_modules
 
+_DECOMPRESS_HOOK = "ct_decompress_hook"  # the attribute compressed-tensors keeps its hook handle in
 # Per-module tensors compressed-tensors adds next to (or instead of) a weight.
 _QUANTIZATION_TENSORS = ("_scale", "_zero_point", "_global_scale", "_g_idx", "_packed", "_shape")
 
@@ -54,6 +55,8 @@ def quantization_details(model: Any) -> dict[str, Any]:
         "sparsity": settings.get("sparsity_config") or None,
         "kv_cache_scheme": settings.get("kv_cache_scheme"),
         "compressed_in_memory": bool(compressed) and len(compressed) == len(modules),
+        # Loaded without hf_compressed: compressed-tensors' hook is still there.
+        "decompresses_at_first_pass": hasattr(model, _DECOMPRESS_HOOK),
         "decompressed": why if why is not None else _decompressed_since_load(modules, compressed),
     }
 

@@ -88,6 +88,7 @@ SCHEMA: Schema = {
             "max_ratio": Key(_NUM, DEFAULT_MAX_RATIO, minimum=1.0),
             "confidence": Key(_NUM, DEFAULT_CONFIDENCE, minimum=0.5),
             "bootstrap": Key(_INT, DEFAULT_BOOTSTRAP, minimum=100),
+            "allow_inconclusive": Key(_BOOL, False),
         },
     },
     "edit": {

@@ -372,7 +372,9 @@ def vocab_growth_problems(description: Mapping[str, Any]) -> list[str]:
     if not isinstance(growth, Mapping):
         return [f"'vocab_growth' is {type(growth).__name__}, expected dict"]
     base, grown, tokens = growth.get("base_vocab_size"), growth.get("vocab_size"), growth.get("added_tokens")
-    if not (_is_count(base) and _is_count(grown)) or grown <= base:
+    if not (isinstance(base, int) and isinstance(grown, int) and _is_count(base) and _is_count(grown)):
+        return ["'vocab_growth' needs int 'base_vocab_size' below int 'vocab_size'"]
+    if grown <= base:
         return ["'vocab_growth' needs int 'base_vocab_size' below int 'vocab_size'"]
     problems = []
     if grown != description.get("vocab_size"):

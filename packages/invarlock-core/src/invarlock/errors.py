@@ -223,11 +223,28 @@ class AmbiguousCheckpointError(ModelLoadError):
     code = "checkpoint_ambiguous"
 
 
-# -- scoring --------------------------------------------------------------------------------------
+# -- certify evidence and arguments (#14) ------------------------------------------------------
 
 
-class ScoringInputError(InvarlockError):
-    """An adapter cannot score the windows it was given (padding, a row longer than its context,
-    token ids outside its vocabulary)."""
+class InsufficientEvidenceError(InvarlockError):
+    """Too few windows or scored tokens for a gate decision, and no INCONCLUSIVE verdict was asked for."""
 
-    code = "scoring_input_refused"
+    code = "insufficient_evidence"
+
+
+class CertificateInvalidError(InvarlockError):
+    """A file given to ``invarlock verify`` is not a readable certificate with content identity."""
+
+    code = "certificate_invalid"
+
+
+class DeviceUnavailableError(InvarlockError):
+    """The device asked for is not one the installed torch has on this machine."""
+
+    code = "device_unavailable"
+
+
+class InvalidArgumentError(InvarlockError):
+    """A command-line value is out of its range (a non-finite or too small --max-ratio, --confidence)."""
+
+    code = "argument_invalid"

@@ -108,6 +108,20 @@ def invarlock_describe(model: Any) -> dict[str, Any] | None:
     """
 
 
+@hookspec(firstresult=True)
+def invarlock_describe_config(model_id: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    """Describe the model a checkpoint's config states, without loading its weights
+    (``invarlock describe MODEL --config-only``).
+
+    Stops at the first non-None result. Runs inside ``hub_offline_unless_allowed()``.
+
+    :param model_id: a local directory or a hub id (its cached config when the network is off).
+    :param options: ``revision``, ``cache_dir``, ``trust_remote_code`` (False unless the user passed True).
+    :returns: a description passing the describe contract plus a ``memory`` block, or None when
+        this plugin cannot read the checkpoint's config.
+    """
+
+
 # -------------------------------------------------------------------------
 # Scoring
 # -------------------------------------------------------------------------
@@ -160,6 +174,8 @@ def invarlock_restore(model: Any, snapshot: Any) -> bool | None:
     :returns: True once restored, or None if this plugin does not recognise the model.
     :raises invarlock.errors.SnapshotMismatchError: the snapshot is not of this model; the model is
         untouched.
+    :raises invarlock.errors.SnapshotPartiallyRestoredError: a write failed after the first byte
+        reached the model; the model is partly restored.
     :raises invarlock.errors.UnsupportedOperationError: the model is this plugin's and its adapter
         declares ``SnapshotSupport.NO``.
     """
@@ -179,6 +195,8 @@ def invarlock_snapshot_chunked(
     :param include: as for :func:`invarlock_snapshot`.
     :param shard_bytes: the largest shard size in bytes; None uses the adapter's default.
     :returns: the path of the finished snapshot directory, or None.
+    :raises invarlock.errors.SnapshotWriteError: the directory is not a directory, read-only or
+        too small; nothing is left behind.
     :raises invarlock.errors.UnsupportedOperationError: the model is this plugin's and its adapter
         declares ``SnapshotSupport.NO``.
     """
@@ -196,6 +214,8 @@ def invarlock_restore_chunked(model: Any, path: Path) -> bool | None:
     :returns: True once restored, or None if this plugin does not recognise the model.
     :raises invarlock.errors.SnapshotCorruptError: a file is missing, truncated or corrupt.
     :raises invarlock.errors.SnapshotMismatchError: the snapshot is of another model.
+    :raises invarlock.errors.SnapshotPartiallyRestoredError: a shard changed or could not be read
+        after the first byte reached the model; the model is partly restored.
     :raises invarlock.errors.UnsupportedOperationError: the model is this plugin's and its adapter
         declares ``SnapshotSupport.NO``.
     """

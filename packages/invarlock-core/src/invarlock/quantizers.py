@@ -20,10 +20,9 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from glob import glob
-from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any, cast
 
@@ -96,11 +95,24 @@ class QuantizerListing:
 
 def environment_fingerprint() -> str:
     """What the plugins' answers depend on, hashed: installed distributions and visible devices."""
-    installed = sorted(f"{dist.metadata['Name']}=={dist.version}" for dist in distributions())
+    installed = sorted(_installed_distributions())
     devices = sorted(path for pattern in _DEVICE_FILES for path in glob(pattern))
     variables = [f"{name}={os.environ.get(name)}" for name in _DEVICE_VARIABLES]
     parts = [str(_CACHE_FORMAT), sys.executable, sys.platform, *installed, *devices, *variables]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def _installed_distributions() -> Iterator[str]:
+    """``<dir>/<name>-<version>.dist-info`` of every installed distribution on ``sys.path``: the
+    directory names say name and version, so no metadata file is read."""
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith((".dist-info", ".egg-info")):
+                yield f"{entry}/{name}"
 
 
 def cache_dir() -> Path:

@@ -58,6 +58,7 @@ from invarlock.errors import (
     UnsupportedOperationError,
 )
 from invarlock.manager import get_plugin_manager
+from invarlock.quantizers import QuantizationMethod, QuantizerStatus
 from invarlock.readiness import Status, check_backend
 from invarlock.types import Role, SnapshotSupport
 
@@ -329,7 +330,6 @@ class AdapterConformance:
         """What this adapter's plugin adds to ``invarlock plugins quantizers``: typed rows, one per
         method, each with a one-line reason, an install command where a backend is missing, and
         only first-party or registered adapters named as owners."""
-        from invarlock.quantizers import QuantizationMethod, QuantizerStatus
 
         manager = get_plugin_manager()
         for impl in self._own_hookimpls("invarlock_quantization_methods"):

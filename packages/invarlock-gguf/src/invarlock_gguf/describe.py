@@ -42,6 +42,11 @@ def describe_gguf(model: GGUFModel) -> dict[str, Any]:
             "llama_cpp_python": installed_version("llama-cpp-python"),
             "n_threads": llama.n_threads,
             "n_threads_batch": llama.n_threads_batch,
+            "extra_buffer_types": bool(llama.model_params.use_extra_bufts),
+            "kv_cache": {
+                "type_k": _ggml_type_name(llama.context_params.type_k),
+                "type_v": _ggml_type_name(llama.context_params.type_v),
+            },
         },
     }
 
@@ -196,3 +201,12 @@ def _per_layer(value: Any, n_layer: int) -> list[int]:
             raise ModelLoadError(f"a per-layer GGUF value has {len(value)} entries for {n_layer} layers")
         return [int(v) for v in value]
     return [int(value)] * n_layer
+
+
+def _ggml_type_name(value: int) -> str:
+    import gguf
+
+    try:
+        return str(gguf.GGMLQuantizationType(int(value)).name)
+    except ValueError:
+        return f"unknown ({value})"

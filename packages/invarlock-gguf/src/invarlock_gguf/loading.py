@@ -8,11 +8,14 @@ do instead of echoing a native log. The context keeps the logits of every positi
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from invarlock.errors import DependencyMissingError, ModelLoadError, ModelNotFoundError
+from invarlock.errors import DependencyMissingError, InvarlockError, ModelLoadError, ModelNotFoundError
 from invarlock_gguf.files import find_gguf_file
 from invarlock_gguf.metadata import read_metadata
 from invarlock_gguf.models import ADAPTER, ContextLimit, GGUFMetadata, GGUFModel
@@ -25,6 +28,15 @@ llama.cpp keeps ``n_ctx x n_vocab`` float32 logits with ``logits_all``; 1024 pos
 """
 # Set by this adapter: scoring needs logits for every position of a full model.
 _FIXED = {"model_path", "logits_all", "vocab_only", "embedding"}
+EXTRA_BUFFER_TYPES = "use_extra_bufts"
+"""Our option for llama.cpp's ``llama_model_params.use_extra_bufts`` (``Llama`` has no parameter for it).
+
+Extra buffer types are llama.cpp's CPU speed paths for quantized weights: repacked layouts and, on
+CPUs that report AMX, the AMX kernels. Off by default: on a virtualized AMX CPU (the machines this
+project is tested on) the AMX kernel crashes the process with a segmentation fault on the first
+quantized matmul, and a crash cannot be caught. Pass ``use_extra_bufts=True`` where they work.
+"""
+_DEFAULT_PARAMS_LOCK = threading.Lock()
 # Accepted for every adapter by the host (no GGUF file runs code of its own).
 _IGNORED = {"trust_remote_code"}
 _ENCODER_DECODER = {"t5", "t5encoder"}
@@ -63,8 +75,12 @@ def load_gguf(model_id: str, device: str, options: dict[str, Any]) -> GGUFModel:
     check_causal(metadata)
     Llama, supports_gpu = _import_backend()
     settings = llama_settings(metadata, device, options, supports_gpu)
+    extra_buffer_types = bool(settings.pop(EXTRA_BUFFER_TYPES, False))
     try:
-        llama = Llama(model_path=str(path), logits_all=True, verbose=False, **settings)
+        with _model_params_default(EXTRA_BUFFER_TYPES, extra_buffer_types):
+            llama = Llama(model_path=str(path), logits_all=True, verbose=False, **settings)
+    except InvarlockError:
+        raise
     except Exception as exc:
         raise ModelLoadError(
             f"llama.cpp could not load {path.name} ({type(exc).__name__}: {exc}); check that this "
@@ -98,7 +114,9 @@ def llama_settings(
             f"a GGUF file's tensor types are fixed when it is written, so dtype={dtype!r} cannot apply to "
             f"{metadata.path.name}; drop --dtype for the GGUF side (its types are in the description)"
         )
-    accepted = set(inspect.signature(Llama.__init__).parameters) - {"self", "kwargs"} - _FIXED
+    accepted = {EXTRA_BUFFER_TYPES} | (
+        set(inspect.signature(Llama.__init__).parameters) - {"self", "kwargs"} - _FIXED
+    )
     unknown = sorted(set(settings) - accepted)
     if unknown:
         raise ModelLoadError(
@@ -129,6 +147,38 @@ def llama_settings(
     settings.setdefault("n_batch", n_ctx)
     settings.setdefault("n_ubatch", settings["n_batch"])
     return settings
+
+
+@contextlib.contextmanager
+def _model_params_default(field: str, value: Any) -> Iterator[None]:
+    """While one ``Llama`` is built, ``llama_model_default_params()`` returns ``field`` set to ``value``.
+
+    ``Llama.__init__`` starts from that function's result and exposes no parameter for some fields
+    (``use_extra_bufts`` in llama-cpp-python 0.3.36); this sets one for this construction only,
+    under a lock, and checks that the field exists, so a release that renames it is refused
+    instead of silently ignored.
+    """
+    from llama_cpp import llama as llama_module
+
+    low_level = llama_module.llama_cpp
+    original = low_level.llama_model_default_params
+    if not hasattr(original(), field):
+        raise ModelLoadError(
+            f"this llama-cpp-python has no llama_model_params.{field}, so {field}= cannot be applied; "
+            f"install llama-cpp-python 0.3.36 (tested) or drop {field}="
+        )
+
+    def defaults() -> Any:
+        params = original()
+        setattr(params, field, value)
+        return params
+
+    with _DEFAULT_PARAMS_LOCK:
+        low_level.llama_model_default_params = defaults
+        try:
+            yield
+        finally:
+            low_level.llama_model_default_params = original
 
 
 def _normal_device(device: str) -> str:

@@ -86,8 +86,9 @@ def _attr(module: Any, names: tuple[str, ...]) -> int | None:
     return None
 
 
-def _attr_in_tree(module: Any, names: tuple[str, ...]) -> int | None:
-    for sub in module.modules():
+def _attr_in_tree(modules: list[Any], names: tuple[str, ...]) -> int | None:
+    """The first of ``names`` set on any of ``modules`` (a module and its descendants, in order)."""
+    for sub in modules:
         value = _attr(sub, names)
         if value is not None:
             return value
@@ -123,14 +124,45 @@ def block_stacks(model: Any) -> list[tuple[str, Any]]:
     import torch
 
     found: list[tuple[str, Any]] = []
-    for name, module in model.named_modules():
-        if not isinstance(module, torch.nn.ModuleList) or len(module) == 0:
-            continue
-        if any(_is_within(name, [path]) for path, _ in found):
-            continue
-        if all(linear_shape(m) is None and _has_linear(m) for m in module):
-            found.append((name, module))
+    seen: set[int] = set()
+
+    def walk(prefix: str, module: Any) -> None:
+        if id(module) in seen:
+            return
+        seen.add(id(module))
+        if (
+            isinstance(module, torch.nn.ModuleList)
+            and len(module)
+            and all(linear_shape(m) is None and _has_linear(m) for m in module)
+        ):
+            found.append((prefix, module))
+            return  # what is inside a block belongs to the block
+        for name, child in module._modules.items():
+            if child is not None:
+                walk(f"{prefix}.{name}" if prefix else name, child)
+
+    walk("", model)
     return found
+
+
+def _block_entries(block: Any) -> list[tuple[str, Any]]:
+    """``block.named_modules()``, with only the first of each list of experts: experts are alike,
+    and transformers 4.x keeps hundreds of them per block as separate modules."""
+    import torch
+
+    entries: list[tuple[str, Any]] = []
+
+    def walk(prefix: str, module: Any) -> None:
+        entries.append((prefix, module))
+        children = list(module._modules.items())
+        if isinstance(module, torch.nn.ModuleList) and prefix and _leaf(prefix) == "experts":
+            children = children[:1]
+        for name, child in children:
+            if child is not None:
+                walk(f"{prefix}.{name}" if prefix else name, child)
+
+    walk("", block)
+    return entries
 
 
 def is_other_tower(path: str, modules: Any = None) -> str | None:
@@ -149,7 +181,7 @@ def is_other_tower(path: str, modules: Any = None) -> str | None:
 
 
 def _attention_roots(entries: list[tuple[str, Any]]) -> tuple[list[str], list[str]]:
-    """(self-attention module names, cross-attention module names) among a block's ``named_modules``, outermost."""
+    """(self-attention, cross-attention) module names among a block's ``named_modules``, outermost."""
     own: list[str] = []
     cross: list[str] = []
     for name, module in entries:
@@ -187,18 +219,20 @@ def _mixer_roots(entries: list[tuple[str, Any]]) -> list[tuple[str, str]]:
 def read_attention(attention: Any, config_heads: int | None) -> tuple[int, int, str | None]:
     """(query heads, KV heads, problem) of one attention module from its projection shapes."""
     by_leaf: dict[str, tuple[int, int]] = {}
+    tree = []
     for name, module in attention.named_modules():
+        tree.append(module)
         shape = linear_shape(module)
         if shape is not None:
             by_leaf.setdefault(_leaf(name), shape)
-    head_dim = _attr_in_tree(attention, _HEAD_DIM_ATTRS)
-    heads_attr = _attr_in_tree(attention, _HEADS_ATTRS)
-    kv_attr = _attr_in_tree(attention, _KV_HEADS_ATTRS)
+    head_dim = _attr_in_tree(tree, _HEAD_DIM_ATTRS)
+    heads_attr = _attr_in_tree(tree, _HEADS_ATTRS)
+    kv_attr = _attr_in_tree(tree, _KV_HEADS_ATTRS)
 
     if "kv_b_proj" in by_leaf:  # multi-head latent attention (DeepSeek V2/V3): per-head K/V decompressed
-        qk_head = _attr_in_tree(attention, ("qk_head_dim",))
-        v_head = _attr_in_tree(attention, ("v_head_dim",))
-        nope = _attr_in_tree(attention, ("qk_nope_head_dim",))
+        qk_head = _attr_in_tree(tree, ("qk_head_dim",))
+        v_head = _attr_in_tree(tree, ("v_head_dim",))
+        nope = _attr_in_tree(tree, ("qk_nope_head_dim",))
         q = by_leaf.get("q_b_proj") or by_leaf.get("q_proj")
         if not (qk_head and v_head and nope and q):
             return 0, 0, "the latent-attention module lacks qk_head_dim, v_head_dim or a query projection"
@@ -243,7 +277,8 @@ def read_attention(attention: Any, config_heads: int | None) -> tuple[int, int, 
             return (
                 0,
                 0,
-                f"the fused qkv projection ({fused[1]}) does not split into {heads} query heads and KV heads of {head_dim}",
+                f"the fused qkv projection ({fused[1]}) does not split into {heads} query heads "
+                f"and KV heads of {head_dim}",
             )
     else:
         return 0, 0, "no key or fused qkv projection was recognised"
@@ -338,7 +373,7 @@ def read_moe(
 
 def read_block(block: Any, hidden: int, config_heads: int | None, config_top_k: int | None) -> Block:
     found = Block()
-    entries = list(block.named_modules())
+    entries = _block_entries(block)
     own, cross = _attention_roots(entries)
     mixers = _mixer_roots(entries)
     own = [n for n in own if not _is_within(n, [m for m, _ in mixers])]
@@ -397,6 +432,9 @@ def _softmax_type(block: Any, attention_names: list[str]) -> tuple[str, bool]:
                 return "full_attention", True
         if isinstance(attributes.get("is_sliding"), bool):
             return ("sliding_attention" if attributes["is_sliding"] else "full_attention"), True
+        local = attributes.get("local_attention")  # ModernBERT under transformers 4.x: (-1, -1) is global
+        if isinstance(local, tuple) and len(local) == 2 and all(isinstance(v, int) for v in local):
+            return ("sliding_attention" if min(local) >= 0 else "full_attention"), True
     for module in modules:
         window = vars(module).get("sliding_window")
         if isinstance(window, int) and not isinstance(window, bool) and window > 0:
@@ -559,7 +597,10 @@ def _config_only(
 ) -> dict[str, Any]:
     """No block list in the modules: the config's numbers, each marked as not checked against them."""
     n_layer = from_config["n_layer"]
-    why = "no list of transformer blocks was found in the modules: the value is what the config states, unverified"
+    why = (
+        "no list of transformer blocks was found in the modules: "
+        "the value is what the config states, unverified"
+    )
     return {
         "n_layer": n_layer,
         "heads_per_layer": list(from_config["heads_per_layer"]),
@@ -684,7 +725,7 @@ def _cross_check_stated(
     stated_heads = _stated(text_config, ("num_attention_heads", "n_head", "num_heads", "n_heads"))
     stated_kv = _stated(text_config, ("num_key_value_heads", "num_kv_heads", "n_head_kv"))
     stated_experts = _stated(text_config, ("num_local_experts", "num_experts", "n_routed_experts"))
-    for index, kind in enumerate(layer_types):
+    for index in range(len(layer_types)):
         if heads[index] and stated_heads and heads[index] != stated_heads:
             refuse(
                 "heads_per_layer",

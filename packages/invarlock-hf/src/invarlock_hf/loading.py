@@ -32,6 +32,7 @@ from invarlock_hf.checkpoint import (
     has_tokenizer_files,
     require_directory,
 )
+from invarlock_hf.quantization import BITSANDBYTES_FLAGS
 
 DTYPE_NAMES = {
     "float16": "float16",
@@ -80,7 +81,8 @@ def from_pretrained_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments ``from_pretrained`` gets for ``options``.
 
     ``torch_dtype`` is accepted as the older name of ``dtype`` and dtype names are parsed;
-    everything else passes through unchanged. ``trust_remote_code`` is False unless given.
+    ``load_in_8bit`` / ``load_in_4bit`` set to false are dropped (they ask for nothing); everything
+    else passes through unchanged. ``trust_remote_code`` is False unless given.
     """
     kwargs = dict(options)
     dtype, torch_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
@@ -93,6 +95,9 @@ def from_pretrained_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     if chosen is not None:
         kwargs["dtype"] = chosen  # transformers 4.57 and 5.x both take dtype=
     kwargs.setdefault("trust_remote_code", False)
+    for flag in BITSANDBYTES_FLAGS:  # false asks for nothing, and transformers 5 refuses the keyword
+        if flag in kwargs and not kwargs[flag]:
+            del kwargs[flag]
     kwargs.pop("output_loading_info", None)  # always requested; the model is what loaders return
     return kwargs
 

@@ -104,6 +104,13 @@ def invarlock_describe(model: Any) -> dict[str, Any] | None:
 
 
 @hookimpl
+def invarlock_describe_config(model_id: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    from invarlock_hf.config_only import describe_config
+
+    return describe_config(model_id, options)
+
+
+@hookimpl
 def invarlock_logits(model: Any, inputs: Mapping[str, Any]) -> Any | None:
     if not is_transformers_model(model):
         return None
@@ -125,6 +132,7 @@ __all__ = [
     "HF_MLM_Adapter",
     "HF_Seq2Seq_Adapter",
     "invarlock_describe",
+    "invarlock_describe_config",
     "invarlock_load_model",
     "invarlock_load_tokenizer",
     "invarlock_logits",

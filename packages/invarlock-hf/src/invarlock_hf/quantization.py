@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from invarlock.errors import ConfigError
+
 QUANTIZED_ADAPTERS = {
     "bitsandbytes": "hf_bnb",
     "gptq": "hf_gptq",
@@ -17,6 +19,8 @@ QUANTIZED_ADAPTERS = {
 }
 """Quantization method → the adapter that loads, describes and snapshots such models."""
 
+BITSANDBYTES_FLAGS = ("load_in_8bit", "load_in_4bit")
+"""Load options in the transformers 4.x style that ask for bitsandbytes quantization when true."""
 _BNB_OPTION_PREFIX = "bnb_4bit_"
 # Fields copied into the result when the quantization config states them, per method.
 _FIELDS = {
@@ -95,6 +99,12 @@ def _as_dict(quantization_config: Any) -> dict[str, Any]:
     to_dict = getattr(quantization_config, "to_dict", None)
     if callable(to_dict):
         return dict(to_dict())
+    if isinstance(quantization_config, (str, bytes, int, float, bool, list, tuple)):
+        # config.json is checked when read (invarlock_hf.checkpoint); this is a load option.
+        raise ConfigError(
+            f"the load option quantization_config must be a quantization config (BitsAndBytesConfig, "
+            f"GPTQConfig...) or a mapping of its settings, got {quantization_config!r}"
+        )
     return dict(vars(quantization_config))
 
 

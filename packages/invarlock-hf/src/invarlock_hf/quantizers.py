@@ -27,10 +27,10 @@ LIBRARY = "transformers"
 TESTED_LOADS: dict[str, str] = {}
 """Method → the test of this package that loads a tiny checkpoint of it on the CPU, kept quantized."""
 
-ALWAYS_DEQUANTIZED = {
-    "gguf": "transformers loads GGUF files by dequantizing every tensor to float (gguf_file=)",
-}
-"""Methods transformers loads only by dequantizing, whatever its quantizer's check says."""
+FILE_FORMAT_ADAPTERS = {"gguf": "gguf"}
+"""Methods an InvarLock adapter owns although no ``quantization_config`` names them: GGUF files are
+the gguf adapter's (invarlock-gguf runs them with llama.cpp; transformers would dequantize every
+tensor to float through ``gguf_file=``)."""
 
 _DETECTED_METHOD = {"bitsandbytes_4bit": "bitsandbytes", "bitsandbytes_8bit": "bitsandbytes"}
 """transformers' registry key → the method name detect_quantization (and QUANTIZED_ADAPTERS) use."""
@@ -55,7 +55,8 @@ def quantization_methods() -> list[QuantizationMethod]:
 
     device_map = "cuda" if torch.cuda.is_available() else "cpu"
     rows = []
-    for key, quantizer_class in AUTO_QUANTIZER_MAPPING.items():
+    # A copy: checking a quantizer imports its backend, which can register more methods meanwhile.
+    for key, quantizer_class in list(AUTO_QUANTIZER_MAPPING.items()):
         rows.append(
             _check(key, quantizer_class, AUTO_QUANTIZATION_CONFIG_MAPPING.get(key), device_map, torch)
         )
@@ -65,7 +66,7 @@ def quantization_methods() -> list[QuantizationMethod]:
 def _check(
     key: str, quantizer_class: Any, config_class: Any, device_map: str, torch: Any
 ) -> QuantizationMethod:
-    adapter = QUANTIZED_ADAPTERS.get(_DETECTED_METHOD.get(key, key))
+    adapter = QUANTIZED_ADAPTERS.get(_DETECTED_METHOD.get(key, key)) or FILE_FORMAT_ADAPTERS.get(key)
     row = {"method": key, "library": LIBRARY, "quantizer": quantizer_class.__name__, "adapter": adapter}
     notices: list[str] = []
     try:
@@ -89,10 +90,8 @@ def _check(
             **row,
         )
     dequantizing = bool(getattr(quantizer.quantization_config, "dequantize", False))
-    if dequantizing or key in ALWAYS_DEQUANTIZED:
-        why = ALWAYS_DEQUANTIZED.get(key) or (
-            notices[0] if notices else "its quantizer switched to dequantize=True"
-        )
+    if dequantizing:
+        why = notices[0] if notices else "its quantizer switched to dequantize=True"
         return QuantizationMethod(
             status=QuantizerStatus.LOADS_DEQUANTIZED, reason=f"its weights become float here: {why}", **row
         )
@@ -151,6 +150,11 @@ def _transformers_warnings(into: list[str]) -> Iterator[None]:
     handlers, propagate, level = list(logger.handlers), logger.propagate, logger.level
     for handler in handlers:  # shown in the row's reason instead of on stderr
         logger.removeHandler(handler)
+    # transformers says each notice once per process (an lru_cache on Logger.warning_once); two
+    # methods sharing a quantizer (fp8, mxfp8) must each hear it.
+    cache_clear = getattr(getattr(logging.Logger, "warning_once", None), "cache_clear", None)
+    if callable(cache_clear):
+        cache_clear()
     collector = _Collect(into)
     logger.addHandler(collector)
     logger.propagate = False

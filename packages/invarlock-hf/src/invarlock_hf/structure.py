@@ -169,9 +169,12 @@ _MLP_FIELDS = ("intermediate_size", "ffn_dim", "ffn_hidden_size", "n_inner", "d_
 def config_field(config: Any, name: str) -> Any:
     """``config.name``, or None when it is absent, or refuses to be read as one value (transformers
     raises for fields that vary per layer)."""
+    stored = vars(config) if hasattr(config, "__dict__") else {}
+    if name in stored:  # the plain field: transformers' own attribute lookup is slow
+        return stored[name]
     try:
         return getattr(config, name, None)
-    except Exception:  # noqa: BLE001 - e.g. AmbiguousGlobalPerLayerAttributeError
+    except Exception:
         return None
 
 

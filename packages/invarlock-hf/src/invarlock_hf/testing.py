@@ -543,14 +543,13 @@ PUBLISHED_AUTO_CLASS = {
 
 def build_published(name: str) -> Any:
     """The published architecture ``name`` (:data:`PUBLISHED_CONFIGS`) built on the meta device."""
-    import torch
     import transformers
+
+    from invarlock_hf.describe import meta_model
 
     model_type, fields = PUBLISHED_CONFIGS[name]
     config = transformers.AutoConfig.for_model(model_type, **fields)
-    auto_class = getattr(transformers, PUBLISHED_AUTO_CLASS.get(name, "AutoModelForCausalLM"))
-    with torch.device("meta"):
-        return auto_class.from_config(config)
+    return meta_model(config, PUBLISHED_AUTO_CLASS.get(name, "AutoModelForCausalLM"))
 
 
 # -- the sweep: every model type transformers can build, described on the meta device ---------------
@@ -577,13 +576,11 @@ def sweep_model_types() -> list[tuple[str, str]]:
 
 def build_on_meta(kind: str, model_type: str) -> Any:
     """The ``kind`` head model of ``model_type`` from its default config, on the meta device."""
-    import torch
     import transformers
 
-    config = transformers.AutoConfig.for_model(model_type)
-    auto_class = getattr(transformers, SWEEP_AUTO_CLASSES[kind][1])
-    with torch.device("meta"):
-        return auto_class.from_config(config)
+    from invarlock_hf.describe import meta_model
+
+    return meta_model(transformers.AutoConfig.for_model(model_type), SWEEP_AUTO_CLASSES[kind][1])
 
 
 def structure_contradictions(model: Any, description: dict[str, Any]) -> list[str]:
@@ -666,12 +663,12 @@ def sweep_record(kind: str, model_type: str) -> tuple[str, list[str], float]:
 
     try:
         model = build_on_meta(kind, model_type)
-    except Exception as exc:  # noqa: BLE001 - a type transformers cannot build is recorded, not described
+    except Exception as exc:
         return f"not built: {type(exc).__name__}", [], 0.0
     start = time.perf_counter()
     try:
         description = describe_model(model)
-    except Exception as exc:  # noqa: BLE001 - recorded as the sweep's "error" status
+    except Exception as exc:
         return f"error: {type(exc).__name__}: {exc}", [], time.perf_counter() - start
     seconds = time.perf_counter() - start
     contradictions = structure_contradictions(model, description)

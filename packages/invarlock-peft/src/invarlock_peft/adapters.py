@@ -48,17 +48,20 @@ def _under(name: str, prefixes: list[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def adapter_tensors(model: Any) -> Iterator[tuple[str, Any]]:
+def adapter_tensors(model: Any, prefixes: list[str] | None = None) -> Iterator[tuple[str, Any]]:
     """The adapter's parameters and buffers by name (each tensor once)."""
-    prefixes = adapter_prefixes(model)
+    prefixes = adapter_prefixes(model) if prefixes is None else prefixes
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if _under(name, prefixes):
             yield name, tensor
 
 
-def base_tensors(model: Any) -> Iterator[tuple[str, Any]]:
-    """Every parameter and buffer that is not the adapter's (each tensor once), in model order."""
-    prefixes = adapter_prefixes(model)
+def base_tensors(model: Any, prefixes: list[str] | None = None) -> Iterator[tuple[str, Any]]:
+    """Every parameter and buffer that is not the adapter's (each tensor once), in model order.
+
+    :param prefixes: :func:`adapter_prefixes` of the model, when the caller has them already.
+    """
+    prefixes = adapter_prefixes(model) if prefixes is None else prefixes
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if not _under(name, prefixes):
             yield name, tensor

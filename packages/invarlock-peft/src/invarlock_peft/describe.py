@@ -92,11 +92,10 @@ def describe_peft_model(model: Any) -> dict[str, Any] | None:
     from invarlock.manager import get_plugin_manager
     from invarlock_peft.adapters import adapter_layers, adapter_tensors
 
-    description: dict[str, Any] | None = get_plugin_manager().hook.invarlock_describe(
-        model=model.get_base_model()
-    )
-    if description is None:
+    described = get_plugin_manager().call_first("invarlock_describe", model=model.get_base_model())
+    if described is None:
         return None
+    description: dict[str, Any] = dict(described)
     name = model.active_adapter if isinstance(model.active_adapter, str) else model.active_adapters[0]
     tensors = list(adapter_tensors(model))
     info = load_info(model)

@@ -265,7 +265,8 @@ def _adapter_vocab_rows(directory: Path, base_model: Any) -> int | None:
                     rows.append(int(shape[0]))
     except Exception as exc:
         raise ModelLoadError(
-            f"{weights} is not a readable safetensors file ({type(exc).__name__}: {exc}); save the adapter again"
+            f"{weights} is not a readable safetensors file ({type(exc).__name__}: {exc}); "
+            "save the adapter again"
         ) from exc
     return max(rows) if rows else None
 

@@ -2,11 +2,11 @@
 
 Imports nothing heavy: torch, transformers and peft are imported inside the hookimpls. The plugin
 claims directories holding ``adapter_config.json`` in the resolve hook (ahead of invarlock-hf's
-resolver, which reads only ``config.json``), so ``auto`` and ``hf_auto`` load them with ``hf_peft``, loads the base through the
-base's own adapter and wraps it, and answers the hooks keyed by the model for ``peft.PeftModel``
-objects: describe (the base's description plus a ``peft`` block), scoring, and adapter-only
-snapshots. A merged model (``merge=True``) is a plain transformers model: invarlock-hf (or
-invarlock-bnb) answers for it, and a describe wrapper adds the ``peft`` block.
+resolver, which reads only ``config.json``), so ``auto`` and ``hf_auto`` load them with ``hf_peft``;
+it loads the base through the base's own adapter and wraps it, and answers the hooks keyed by the
+model for ``peft.PeftModel`` objects: describe (the base's description plus a ``peft`` block),
+scoring, and adapter-only snapshots. A merged model (``merge=True``) is a plain transformers model:
+invarlock-hf (or invarlock-bnb) answers for it, and a describe wrapper adds the ``peft`` block.
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def invarlock_load_model(adapter: str, model_id: str, device: str, options: dict
 def invarlock_load_tokenizer(adapter: str, model_id: str, options: dict[str, Any]) -> Any | None:
     if adapter != ADAPTER:
         return None
-    from invarlock_peft.loading import tokenizer_source
     from invarlock_hf.loading import load_tokenizer
+    from invarlock_peft.loading import tokenizer_source
 
     options = dict(options)
     source = tokenizer_source(model_id, options.pop("base", None), options)

@@ -64,25 +64,52 @@ def snapshot_mode(model: Any) -> str:
     return info.snapshot if info is not None else "adapter"
 
 
-def base_digest(model: Any) -> str:
-    """CRC-32 of every base tensor's name, dtype, shape and bytes, with the byte count digested."""
+DIGEST_CHUNK_BYTES = 16 * 2**20
+"""Base bytes are checksummed in pieces of this size, on several threads (CRC-32 releases the GIL)."""
+
+
+def base_digest(model: Any, prefixes: list[str] | None = None) -> str:
+    """CRC-32 of every base tensor's name, dtype, shape and bytes, with the byte count digested.
+
+    Each tensor's bytes are checksummed in fixed pieces of :data:`DIGEST_CHUNK_BYTES` on a thread
+    pool; the digest is the CRC-32 of every tensor's header followed by its pieces' CRC-32s, so it
+    depends on the bytes and the layout only, not on how the work was scheduled.
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
 
-    crc, total = 0, 0
-    tensors = list(base_tensors(model))
+    tensors = list(base_tensors(model, prefixes))
     tensors += sorted(_quantization_state(model).items())
+    pieces: list[tuple[int, memoryview]] = []  # (index of the tensor, bytes)
+    headers: list[bytes] = []
+    keep: list[Any] = []  # CPU copies of tensors on other devices, alive until checksummed
+    total = 0
     with torch.no_grad():
-        for name, tensor in tensors:
+        for index, (name, tensor) in enumerate(tensors):
             header = f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode()
-            crc = crc32(struct.pack("<I", len(header)) + header, crc)
+            headers.append(struct.pack("<I", len(header)) + header)
             if tensor.numel() == 0:
                 continue
             data = tensor.detach()
             if data.device.type != "cpu":
                 data = data.to("cpu")
             data = data.contiguous().reshape(-1).view(torch.uint8)
-            crc = crc32(memoryview(data.numpy()), crc)
-            total += data.numel()
+            keep.append(data)
+            view = memoryview(data.numpy())
+            total += len(view)
+            pieces += [
+                (index, view[i : i + DIGEST_CHUNK_BYTES]) for i in range(0, len(view), DIGEST_CHUNK_BYTES)
+            ]
+        with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+            crcs = list(pool.map(lambda piece: crc32(piece[1]), pieces))
+    per_tensor: list[list[int]] = [[] for _ in tensors]
+    for (index, _), value in zip(pieces, crcs, strict=True):
+        per_tensor[index].append(value)
+    crc = 0
+    for header, values in zip(headers, per_tensor, strict=True):
+        crc = crc32(header + struct.pack(f"<{len(values)}I", *values), crc)
     return f"crc32:{crc:08x}:{total}"
 
 
@@ -109,27 +136,31 @@ def _adapter_prefixes_or_refuse(model: Any) -> list[str]:
     return prefixes
 
 
-def _check_base(model: Any, recorded: str, where: str) -> None:
-    now = base_digest(model)
+def _check_base(model: Any, recorded: str, where: str, prefixes: list[str] | None = None) -> None:
+    now = base_digest(model, prefixes)
     if now != recorded:
         raise PeftBaseChangedError(
             f"the base weights differ from those {where} was taken over ({now} now, {recorded} then): "
             "the base was edited since, or this is another base, and an adapter-only snapshot cannot "
-            'restore a base; reload the model, or load it with snapshot="full" to snapshot the base too'
+            'restore a base; reload the model, or load it with snapshot="full" (model.snapshot: full in a '
+            "run configuration) to snapshot the base too"
         )
 
 
-def _check_same_adapter(model: Any, names: set[str], where: str) -> None:
-    """Refuse, as any foreign snapshot is refused, a snapshot of another adapter."""
+def _check_same_adapter(model: Any, names: set[str], where: str) -> list[str]:
+    """Refuse, as any foreign snapshot is refused, a snapshot of another adapter; returns the
+    model's adapter prefixes."""
     from invarlock_peft.adapters import adapter_tensors
 
-    current = {name for name, _ in adapter_tensors(model)}
-    if not names <= current or not current <= names:
+    prefixes = adapter_prefixes(model)
+    current = {name for name, _ in adapter_tensors(model, prefixes)}
+    if names != current:
         missing = sorted(current - names)[:2] or sorted(names - current)[:2]
         raise SnapshotMismatchError(
             f"{where} holds the tensors of another adapter (e.g. {', '.join(missing)} differ); restore it "
             "into the model it was taken from, or take a new snapshot"
         )
+    return prefixes
 
 
 # -- in memory -----------------------------------------------------------------------------------
@@ -139,7 +170,7 @@ def snapshot(model: Any, include: Sequence[str] | None, same_device: bool) -> An
     if include is not None or snapshot_mode(model) == "full":
         return take_snapshot(model, include=include, same_device=same_device)
     prefixes = _adapter_prefixes_or_refuse(model)
-    digest = base_digest(model)
+    digest = base_digest(model, prefixes)
     return AdapterSnapshot(take_snapshot(model, include=prefixes, same_device=same_device), digest)
 
 
@@ -147,8 +178,8 @@ def restore(model: Any, saved: Any) -> None:
     if not isinstance(saved, AdapterSnapshot):
         restore_snapshot(model, saved)
         return
-    _check_same_adapter(model, set(saved.names), "the snapshot")
-    _check_base(model, saved.base_digest, "the snapshot")
+    prefixes = _check_same_adapter(model, set(saved.names), "the snapshot")
+    _check_base(model, saved.base_digest, "the snapshot", prefixes)
     restore_snapshot(model, saved.adapter)
 
 
@@ -161,7 +192,7 @@ def snapshot_chunked(
     if include is not None or snapshot_mode(model) == "full":
         return write_chunked_snapshot(model, directory, include=include, shard_bytes=shard_bytes)
     prefixes = _adapter_prefixes_or_refuse(model)
-    settings = _settings(prefixes, base_digest(model))
+    settings = _settings(prefixes, base_digest(model, prefixes))
     return write_chunked_snapshot(
         model, directory, include=prefixes, shard_bytes=shard_bytes, settings=settings
     )
@@ -178,7 +209,7 @@ def restore_chunked(model: Any, path: Path) -> None:
         restore_chunked_snapshot(model, path)
         return
     names = {name for slot in manifest.layout.slots for name in slot.names}
-    _check_same_adapter(model, names, f"the snapshot at {path}")
-    _check_base(model, recorded[0], f"the snapshot at {path}")
+    prefixes = _check_same_adapter(model, names, f"the snapshot at {path}")
+    _check_base(model, recorded[0], f"the snapshot at {path}", prefixes)
     settings = {key: value for key, value in manifest.layout.settings.items()}
     restore_chunked_snapshot(model, path, settings=settings)

@@ -195,6 +195,7 @@ def _manifest_json(
                 "shard": shard_of[index],
                 "crc32": checksums[index],
                 **({"placement": dict(slot.placement)} if slot.placement is not None else {}),
+                **({"component": dict(slot.component)} if slot.component is not None else {}),
             }
             for index, slot in enumerate(layout.slots)
         ],
@@ -396,11 +397,11 @@ def _parse_manifest(document: dict[str, Any]) -> SnapshotManifest:
         if not names or len(names) != len(kinds):
             raise ValueError("a tensor entry has no names, or names and kinds of different lengths")
         shape = tuple(int(size) for size in entry["shape"])
-        placement = entry.get("placement")
-        if placement is not None and not isinstance(placement, dict):
-            raise ValueError("a tensor's placement is not an object")
+        placement, component = entry.get("placement"), entry.get("component")
+        if any(value is not None and not isinstance(value, dict) for value in (placement, component)):
+            raise ValueError("a tensor's placement or component is not an object")
         dtype = _parse_dtype(entry["dtype"])
-        slots.append(TensorSlot(names, kinds, shape, dtype, str(entry["device"]), placement))
+        slots.append(TensorSlot(names, kinds, shape, dtype, str(entry["device"]), placement, component))
         checksums.append(int(entry["crc32"]))
         shard_of.append(int(entry["shard"]))
     files = [(str(shard["file"]), int(shard["bytes"])) for shard in document["shards"]]

@@ -12,8 +12,11 @@ have no live tensor we may write into, so they are refused.
 Identity: two names are one tied tensor when their live tensors are the same view of the same
 memory (device, address, dtype, shape, strides). A ``DTensor`` (tensor parallelism) is represented
 by its local shard, whose memory is this rank's; its placements, mesh shape and this rank's mesh
-coordinate are recorded with the slot and must match at restore. Other wrapper tensor subclasses
-(their storage is not their data) are refused by name before anything is captured or written.
+coordinate are recorded with the slot and must match at restore. Another wrapper tensor subclass
+(its storage is not its data: torchao's quantized weights) is captured through its own components,
+``__tensor_flatten__``: each inner tensor is a slot named ``<name>.<component>`` (recursively), with
+the subclass and its flatten context recorded and checked at restore; one that cannot be
+decomposed into plain tensors is refused by class name before anything is captured or written.
 Every capture checks that it holds as many distinct storages as the captured names' tensors have
 between them: a merge of two distinct tensors into one slot can never pass silently.
 """
@@ -58,6 +61,8 @@ class LiveTensor:
     """The object in the module's registry when that is not ``tensor`` (a DTensor), for re-tying."""
     placement: Mapping[str, Any] | None = None
     """For a DTensor: placements, mesh shape, this rank's coordinate and the global shape."""
+    component: Mapping[str, Any] | None = None
+    """For a component of a tensor subclass: the subclass, the component and the flatten context."""
 
     @property
     def owner(self) -> torch.Tensor:
@@ -76,6 +81,8 @@ class TensorSlot:
     """Where the live tensor was when captured (informative: restore writes wherever it is now)."""
     placement: Mapping[str, Any] | None = None
     """For a DTensor's local shard (``shape`` is the shard's): see :attr:`LiveTensor.placement`."""
+    component: Mapping[str, Any] | None = None
+    """For a tensor subclass's component: see :attr:`LiveTensor.component`."""
 
     @property
     def numel(self) -> int:
@@ -217,10 +224,41 @@ def _has_real_storage(tensor: torch.Tensor) -> bool:
     return True
 
 
+def _components(name: str, tensor: torch.Tensor) -> list[tuple[str, torch.Tensor, dict[str, Any]]] | None:
+    """The plain tensors a wrapper subclass is made of (``__tensor_flatten__``, recursively), or None
+    when it cannot be decomposed into plain tensors with real storage."""
+    flatten = getattr(tensor, "__tensor_flatten__", None)
+    if flatten is None:
+        return None
+    try:
+        attributes, context = flatten()
+        inner = [(attribute, getattr(tensor, attribute)) for attribute in attributes]
+    except Exception:
+        return None
+    description = {
+        "subclass": _subclass_name(tensor),
+        "context": repr(context),
+        "shape": list(tensor.shape),
+        "dtype": str(tensor.dtype).removeprefix("torch."),
+    }
+    found: list[tuple[str, torch.Tensor, dict[str, Any]]] = []
+    for attribute, value in inner:
+        if not isinstance(value, torch.Tensor) or value.device.type == "meta":
+            return None
+        if _is_wrapper_subclass(value):
+            nested = _components(f"{name}.{attribute}", value)
+            if nested is None:
+                return None
+            found += [(n, t, {**d, "within": {**description, "component": attribute}}) for n, t, d in nested]
+        else:
+            found.append((f"{name}.{attribute}", value, {**description, "component": attribute}))
+    return found
+
+
 def _placement(tensor: torch.Tensor) -> dict[str, Any]:
     mesh = tensor.device_mesh  # type: ignore[attr-defined]
     return {
-        "placements": [str(p) for p in tensor.placements],  # type: ignore[attr-defined]
+        "placements": [repr(p) for p in tensor.placements],  # type: ignore[attr-defined]
         "mesh_shape": list(mesh.shape),
         "coordinate": list(mesh.get_coordinate() or []),
         "global_shape": list(tensor.shape),
@@ -257,6 +295,11 @@ def live_tensors(model: torch.nn.Module, extra_tensors: Mapping[str, torch.Tenso
             live.tensors[name] = LiveTensor(kind, local, module, attr, tensor, _placement(tensor))
             continue
         if _is_wrapper_subclass(tensor):
+            components = _components(name, tensor)
+            if components is not None:
+                for component_name, component, description in components:
+                    live.tensors[component_name] = LiveTensor(kind, component, component=description)
+                continue
             live.unavailable[name] = (
                 f"a {_subclass_name(tensor)}, a tensor subclass whose data the snapshot engine cannot read",
                 "snapshot the model before converting its weights to that tensor type, or pass include= "
@@ -379,6 +422,7 @@ def capture_layout(
                 dtype=tensor.dtype,
                 device=str(tensor.device),
                 placement=members[0][1].placement,
+                component=members[0][1].component,
             )
         )
         sources.append(tensor)
@@ -413,6 +457,11 @@ def _slot_problems(slot: TensorSlot, live: Mapping[str, LiveTensor]) -> list[str
             problems.append(f"{name} has shape {shape} in the model, {slot.shape} in the snapshot")
         elif entry.tensor.dtype != slot.dtype:
             problems.append(f"{name} is {entry.tensor.dtype} in the model, {slot.dtype} in the snapshot")
+        elif _json_placement(entry.component) != _json_placement(slot.component):
+            problems.append(
+                f"{name} is {_component_text(entry.component)} in the model, "
+                f"{_component_text(slot.component)} in the snapshot"
+            )
         elif _json_placement(entry.placement) != _json_placement(slot.placement):
             problems.append(
                 f"{name} is {_placement_text(entry.placement)} in the model, "
@@ -423,6 +472,12 @@ def _slot_problems(slot: TensorSlot, live: Mapping[str, LiveTensor]) -> list[str
 
 def _json_placement(placement: Mapping[str, Any] | None) -> Any:
     return None if placement is None else json.loads(json.dumps(dict(placement)))
+
+
+def _component_text(component: Mapping[str, Any] | None) -> str:
+    if component is None:
+        return "a plain tensor"
+    return f"part of a {component.get('subclass')} with context {component.get('context')}"
 
 
 def _placement_text(placement: Mapping[str, Any] | None) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from invarlock.certification.datasets import Corpus
 from invarlock.certification.evaluation.gate import (
+    ALLOW_FLAG,
     GatePolicy,
     GateResult,
     InvariantCheck,
@@ -39,7 +40,9 @@ from invarlock.certification.evaluation.windows import (
     make_windows,
 )
 from invarlock.certification.progress import Progress
-from invarlock.errors import DatasetError
+from invarlock.errors import DatasetError, InsufficientEvidenceError
+
+HOW_TO_GET_MORE = "use more text, more windows (--windows) or longer ones (--seq-len)"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,16 @@ class WindowSettings:
     windows: int = DEFAULT_WINDOWS
     seed: int = DEFAULT_SEED
     batch_size: int = DEFAULT_BATCH_SIZE
+
+    def require_enough_windows(
+        self, policy: GatePolicy, flag: str = "--windows", allow: str = ALLOW_FLAG
+    ) -> None:
+        """Refuse, before anything is loaded, a window count below the gate's minimum."""
+        if self.windows < policy.min_windows and not policy.allow_inconclusive:
+            raise InsufficientEvidenceError(
+                f"{flag} {self.windows} asks for fewer windows than the {policy.min_windows} the gate needs "
+                f"for a verdict; ask for {policy.min_windows} or more, or {allow} for an INCONCLUSIVE verdict"
+            )
 
 
 def max_positions(model: Any) -> int | None:
@@ -69,6 +82,16 @@ class Evaluation:
     windows: WindowSet
     framing: Framing
     batch_size: int
+
+    @property
+    def scored_tokens(self) -> int:
+        return sum(self.framing.scored_tokens(len(w.tokens)) for w in self.windows.windows)
+
+    def require_enough_evidence(
+        self, policy: GatePolicy, how_to_fix: str = HOW_TO_GET_MORE, allow: str = ALLOW_FLAG
+    ) -> None:
+        """Refuse before scoring when these windows are too little evidence for the gate."""
+        policy.require_enough_evidence(len(self.windows.windows), self.scored_tokens, how_to_fix, allow)
 
     def score(
         self, adapter: Any, model: Any, description: Mapping[str, Any], progress: Progress, label: str

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from invarlock import config as cfg
-from invarlock.certification import sides
+from invarlock.certification import preflight, sides
 from invarlock.certification.certificate import REPORT_SCHEMA
 from invarlock.certification.context import environment, plugins_block
 from invarlock.certification.datasets import load_corpus
@@ -35,6 +35,7 @@ from invarlock.description import ModelDescription
 from invarlock.errors import ConfigError, EditError, RestoreVerificationError
 from invarlock.types import GuardSupport, SnapshotSupport
 
+ALLOW_KEY = "set eval.gate.allow_inconclusive: true"
 _DTYPE_BYTES = {"float64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1}
 
 
@@ -116,7 +117,12 @@ def window_settings(config: Mapping[str, Any]) -> WindowSettings:
 
 def gate_policy(config: Mapping[str, Any]) -> GatePolicy:
     gate = config["eval"]["gate"]
-    return GatePolicy(gate["max_ratio"], gate["confidence"], gate["bootstrap"])
+    return GatePolicy(
+        gate["max_ratio"],
+        gate["confidence"],
+        gate["bootstrap"],
+        allow_inconclusive=gate["allow_inconclusive"],
+    )
 
 
 def run(
@@ -131,6 +137,9 @@ def run(
     load_options = cfg.load_options(config)
     dataset = config["dataset"]
 
+    settings, policy = window_settings(config), gate_policy(config)
+    settings.require_enough_windows(policy, flag="dataset.windows", allow=ALLOW_KEY)
+    preflight.check_device(config["model"]["device"], flag="model.device")
     chosen = sides.choose_adapter(
         model_id, config["model"]["adapter"], flag="model.adapter", load_options=load_options
     )
@@ -141,7 +150,9 @@ def run(
             f"edit {edit_name} changes weights, but adapter {chosen.name} is inference-only (its models "
             "cannot be edited, snapshotted or restored); use edit noop, or a PyTorch adapter (hf_causal)"
         )
-    sides.check_model_path(model_id, "model")
+    preflight.check_model_location(
+        model_id, "model", load_options.get("revision"), load_options.get("cache_dir")
+    )
     spec, split = cfg.dataset_spec(config)
     corpus = load_corpus(spec, split=split, text_field=dataset["text_field"])
 
@@ -158,7 +169,10 @@ def run(
             f"{source}: 'eval.metric.kind' is {kind} but the model is {role}; "
             f"use {METRIC_BY_ROLE[role]} or auto"
         )
-    evaluation = plan_evaluation(tokenizer, corpus, stream, role, model, window_settings(config))
+    evaluation = plan_evaluation(tokenizer, corpus, stream, role, model, settings)
+    evaluation.require_enough_evidence(
+        policy, "use more text, more windows (dataset.windows) or longer ones (dataset.seq_len)", ALLOW_KEY
+    )
     baseline = evaluation.score(adapter, model, baseline_description, progress, "scoring unedited model")
 
     snapshot_plan = plan_snapshot(
@@ -184,7 +198,7 @@ def run(
         edited = evaluation.score(adapter, model, edited_description, progress, "scoring edited model")
         progress.finish()
 
-        judgement = judge_pair(gate_policy(config), baseline, edited, seed=dataset["seed"])
+        judgement = judge_pair(policy, baseline, edited, seed=dataset["seed"])
         restore = {
             "performed": False,
             "verified": None,

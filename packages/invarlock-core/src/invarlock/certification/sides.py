@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from invarlock import network
 from invarlock.adapters import Adapter, get_adapter, resolve_adapter
 from invarlock.errors import InvarlockError, ModelLoadError
 from invarlock.manager import get_plugin_manager
@@ -43,11 +42,6 @@ class ChosenAdapter:
             "version": installed_version(distribution) if distribution else None,
             "backend": {name: installed_version(name) for name in self.spec.backend},
         }
-
-
-def check_model_path(model_id: str, side: str) -> None:
-    """Refuse a path-shaped model id that does not exist; a hub id (``org/name``) is left to the adapter."""
-    network.check_model_path(model_id, side)
 
 
 def choose_adapter(

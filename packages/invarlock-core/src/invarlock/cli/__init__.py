@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from invarlock.cli import certify, describe, plugins, run
+from invarlock.cli import certify, describe, plugins, run, verify
 from invarlock.errors import InvarlockError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_parser(commands)
     certify.add_parser(commands)
     run.add_parser(commands)
+    verify.add_parser(commands)
     return parser
 
 
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _show_plugin_faults_plainly()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USAGE

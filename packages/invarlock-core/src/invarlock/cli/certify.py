@@ -9,7 +9,13 @@ from typing import Any
 
 from invarlock.certification.certificate import to_json
 from invarlock.certification.datasets import EMBEDDED
-from invarlock.certification.evaluation.gate import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_MAX_RATIO
+from invarlock.certification.evaluation.gate import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_MAX_RATIO,
+    MIN_TOKENS,
+    MIN_WINDOWS,
+)
 from invarlock.certification.evaluation.scoring import DEFAULT_BATCH_SIZE
 from invarlock.certification.evaluation.windows import DEFAULT_SEED, DEFAULT_SEQ_LEN, DEFAULT_WINDOWS
 
@@ -75,7 +81,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--subject-adapter", help="adapter for the subject only (overrides --adapter for it)")
     parser.add_argument(
         "--subject-base",
-        help="a PEFT adapter subject's base model (overrides base_model_name_or_path in its adapter_config.json)",
+        help="base model of a PEFT adapter subject (overrides its base_model_name_or_path)",
     )
     parser.add_argument(
         "--subject-merge",
@@ -136,6 +142,12 @@ def add_parser(commands: Any) -> None:
         default=DEFAULT_BOOTSTRAP,
         help=f"bootstrap resamples (default: {DEFAULT_BOOTSTRAP})",
     )
+    parser.add_argument(
+        "--allow-inconclusive",
+        action="store_true",
+        help=f"below the gate's minimum evidence ({MIN_WINDOWS} windows, {MIN_TOKENS} scored tokens) write "
+        "an INCONCLUSIVE certificate (exit 1) instead of refusing (exit 2)",
+    )
     add_model_options(parser)
     parser.add_argument(
         "--out", default=DEFAULT_OUT, help=f"directory for the certificate files (default: {DEFAULT_OUT})"
@@ -151,14 +163,12 @@ def _certify_command(args: argparse.Namespace) -> int:
     from invarlock.certification.certify import CertifyOptions, certify
     from invarlock.certification.evaluate import WindowSettings
     from invarlock.certification.evaluation.gate import GatePolicy
+    from invarlock.certification.preflight import check_gate_numbers, check_output_directory
     from invarlock.certification.progress import Progress
-    from invarlock.errors import ConfigError
 
     quiet_backend_progress()
-    if not 0.5 <= args.confidence < 1.0:
-        raise ConfigError(f"--confidence must be at least 0.5 and below 1, got {args.confidence}")
-    if args.max_ratio < 1.0:
-        raise ConfigError(f"--max-ratio must be at least 1.0, got {args.max_ratio}")
+    check_gate_numbers(args.max_ratio, args.confidence)
+    check_output_directory(args.out)
     options = CertifyOptions(
         adapter=args.adapter,
         subject_adapter=args.subject_adapter,
@@ -175,10 +185,12 @@ def _certify_command(args: argparse.Namespace) -> int:
         device=args.device,
         load_options=load_options(args),
         subject_load_options=subject_load_options(args),
-        policy=GatePolicy(args.max_ratio, args.confidence, args.bootstrap),
+        policy=GatePolicy(
+            args.max_ratio, args.confidence, args.bootstrap, allow_inconclusive=args.allow_inconclusive
+        ),
     )
     with Progress(enabled=not args.json) as progress:
-        certificate = certify(args.baseline, args.subject, options, progress)
+        certificate = certify(args.baseline, args.subject, options, progress, command=command_line(args))
     paths = write_certificate(certificate, args.out)
     if args.json:
         sys.stdout.write(to_json(certificate))
@@ -187,6 +199,12 @@ def _certify_command(args: argparse.Namespace) -> int:
         for kind, path in paths.items():
             print(f"  {kind + ':':<10}{path}")
     return int(certificate["exit_code"])
+
+
+def command_line(args: argparse.Namespace) -> list[str]:
+    """The command as typed (``invarlock certify ...``), for the certificate's ``invocation``."""
+    typed = getattr(args, "argv", None)
+    return ["invarlock", *(typed if typed is not None else sys.argv[1:])]
 
 
 def summary(document: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ def add_parser(commands: Any) -> None:
 
 def _run_command(args: argparse.Namespace) -> int:
     from invarlock.certification.certificate import write_report
+    from invarlock.certification.preflight import check_output_directory
     from invarlock.certification.progress import Progress
     from invarlock.certification.run import run
     from invarlock.cli.certify import quiet_backend_progress, summary
@@ -34,6 +35,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
     quiet_backend_progress()
     config = load_config(args.config)
+    check_output_directory(args.out or config["output"]["dir"], "--out" if args.out else "output.dir")
     with Progress(enabled=not args.json) as progress:
         report = run(config, source=args.config, progress=progress)
     path = write_report(report, args.out or config["output"]["dir"])

@@ -6,13 +6,21 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from invarlock.certification.certificate.text import adapter_line, description_rows, number, ratio_line
+from invarlock.certification.certificate.text import (
+    adapter_line,
+    description_rows,
+    identity_line,
+    number,
+    ratio_line,
+    size_text,
+    weights_line,
+)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
 main{max-width:1000px;margin:0 auto;padding:24px}
 .verdict{border-radius:10px;padding:20px 24px;color:#fff;margin-bottom:20px}
-.PASS{background:#1f7a44}.FAIL{background:#b3261e}
+.PASS{background:#1f7a44}.FAIL{background:#b3261e}.INCONCLUSIVE{background:#8a5a00}
 .verdict h1{margin:0 0 6px;font-size:28px}.verdict p{margin:2px 0;font-size:15px}
 section{background:#fff;border-radius:10px;padding:16px 20px;margin-bottom:16px;box-shadow:0 1px 2px #0001}
 h2{font-size:18px;margin:0 0 10px}
@@ -127,6 +135,21 @@ def render_html(certificate: Mapping[str, Any]) -> str:
         )
         for side in ("baseline", "subject")
     ]
+    identity = [
+        (escape(side), escape(identity_line(certificate[side])), escape(weights_line(certificate[side])))
+        for side in ("baseline", "subject")
+    ]
+    files = [
+        (
+            escape(side),
+            f"<code>{escape(f['path'])}</code>",
+            escape(size_text(f["size"])),
+            f"<code>{f['sha256']}</code>",
+        )
+        for side in ("baseline", "subject")
+        for f in certificate[side]["identity"]["files"]
+    ]
+    command = certificate["invocation"]["command"] or "(certify() from Python)"
     environment = [(escape(k), escape(str(v))) for k, v in certificate["environment"].items()]
     adapters = [
         (escape(a["name"]), escape(a["distribution"]), escape(a["version"] or "–"), escape(a["status"]))
@@ -148,6 +171,8 @@ def render_html(certificate: Mapping[str, Any]) -> str:
 <section><h2>Per-window difference</h2>{window_chart(stats["per_window"])}</section>
 <section><h2>Models</h2>{_table(("side", "model", "adapter (why)"), sides)}
 <p></p>{_table(("description", "baseline", "subject"), models)}</section>
+<section><h2>Content identity</h2>{_table(("side", "files", "weights"), identity)}
+<p></p>{_table(("side", "file", "size", "sha256"), files)}</section>
 <section><h2>Invariants</h2>{_table(("check", "result", "detail"), invariants)}</section>
 <section><h2>Data</h2><p>Source <code>{escape(dataset["source"])}</code>{split}:
 {dataset["documents"]} documents,
@@ -156,6 +181,8 @@ sha256 <code>{escape(dataset["sha256"][:16])}…</code>; window seed {windows["s
 <section><h2>Environment</h2>{_table(("", ""), environment)}</section>
 <section><h2>Adapters installed</h2>
 {_table(("adapter", "distribution", "version", "status"), adapters)}</section>
+<p class="muted">Command <code>{escape(command)}</code>
+(in <code>{escape(certificate["invocation"]["cwd"])}</code>).</p>
 <p class="muted">Certificate {escape(certificate["certificate_id"])},
 created {escape(certificate["created"])}.
 The JSON certificate next to this page holds every number shown here.</p>

@@ -7,7 +7,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from invarlock.certification.certificate.text import adapter_line, description_rows, number, ratio_line
+from invarlock.certification.certificate.text import (
+    adapter_line,
+    description_rows,
+    identity_line,
+    number,
+    ratio_line,
+    size_text,
+    weights_line,
+)
 
 
 def _cell(text: Any) -> str:
@@ -28,7 +36,7 @@ def _code(text: Any) -> str:
 def render_markdown(certificate: Mapping[str, Any]) -> str:
     stats, gate, dataset = certificate["stats"], certificate["gate"], certificate["dataset"]
     windows = dataset["windows"]
-    mark = "✅" if certificate["verdict"] == "PASS" else "❌"
+    mark = {"PASS": "✅", "FAIL": "❌"}.get(certificate["verdict"], "⚠️")
     lines = [
         f"# InvarLock certificate: {mark} {certificate['verdict']}",
         "",
@@ -37,6 +45,7 @@ def render_markdown(certificate: Mapping[str, Any]) -> str:
         f"- **Perplexity ratio (subject / baseline):** {ratio_line(stats)}",
         f"- **Gate:** {gate['rule']} → {'passed' if gate['passed'] else 'failed'}",
         f"- **Certificate id:** `{certificate['certificate_id']}` · created {certificate['created']}",
+        f"- **Command:** `{certificate['invocation']['command'] or '(certify() from Python)'}`",
         "",
         "## Why",
         "",
@@ -64,6 +73,23 @@ def render_markdown(certificate: Mapping[str, Any]) -> str:
         *[
             f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {_cell(c['detail'])} |"
             for c in certificate["invariants"]["checks"]
+        ],
+        "",
+        "## Content identity",
+        "",
+        "| | baseline | subject |",
+        "|---|---|---|",
+        *[
+            f"| {label} | {_cell(line(certificate['baseline']))} | {_cell(line(certificate['subject']))} |"
+            for label, line in (("files", identity_line), ("weights", weights_line))
+        ],
+        "",
+        "| side | file | size | sha256 |",
+        "|---|---|---|---|",
+        *[
+            f"| {side} | `{_cell(f['path'])}` | {size_text(f['size'])} | `{f['sha256']}` |"
+            for side in ("baseline", "subject")
+            for f in certificate[side]["identity"]["files"]
         ],
         "",
         "## Models",

@@ -76,3 +76,41 @@ def adapter_line(side: Mapping[str, Any]) -> str:
     dist = f"{adapter['distribution']} {adapter['version'] or ''}".strip()
     backend = ", ".join(f"{k} {v or 'missing'}" for k, v in adapter["backend"].items())
     return f"{adapter['name']} ({dist}; {backend}) — {adapter['reason']}"
+
+
+def size_text(size: int) -> str:
+    if size < 2**10:
+        return f"{size} B"
+    if size < 2**20:
+        return f"{size / 2**10:.1f} KiB"
+    if size < 2**30:
+        return f"{size / 2**20:.1f} MiB"
+    return f"{size / 2**30:.2f} GiB"
+
+
+def identity_line(side: Mapping[str, Any]) -> str:
+    """One side's content identity in words: digest, file count, size, hub revision."""
+    identity = side["identity"]
+    where = f", {identity['repo_id']} at revision {identity['revision']}" if identity["revision"] else ""
+    return (
+        f"sha256 {identity['digest']} over {len(identity['files'])} files "
+        f"({size_text(identity['bytes'])}{where})"
+    )
+
+
+def weights_line(side: Mapping[str, Any]) -> str:
+    weights = side["weights"]
+    if weights is None:
+        return "not applicable (no PyTorch weights)"
+    proven = weights["equal"] + len(weights["converted"])
+    line = f"{proven} of {weights['compared']} tensors equal their on-disk bytes"
+    if weights["converted"]:
+        line += f" ({len(weights['converted'])} after a declared dtype conversion)"
+    for key, label in (
+        ("differing", "differ"),
+        ("newly_initialised", "newly initialised"),
+        ("transformed", "transformed when loaded"),
+    ):
+        if weights[key]:
+            line += f"; {len(weights[key])} {label}"
+    return line

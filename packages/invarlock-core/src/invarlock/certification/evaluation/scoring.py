@@ -47,6 +47,14 @@ class Framing:
             return 2 * len(self.suffix)
         return len(self.prefix) + len(self.suffix)
 
+    def scored_tokens(self, body: int) -> int:
+        """Tokens scored in a window of ``body`` tokens (what :meth:`batch` labels), known before scoring."""
+        if self.role == "causal":
+            return body - 1
+        if self.role == "masked_lm":
+            return max(1, round(MASK_FRACTION * body))
+        return body - body // 2 + len(self.suffix)
+
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"kind": METRIC_BY_ROLE[self.role], "role": self.role}
         if self.role == "masked_lm":
