@@ -385,6 +385,31 @@ class AdapterConformance:
                 "describe reports another role than the adapter declares"
             )
 
+    # describe-config block (owner: describe, issue #21)
+    @covers("invarlock_describe_config")
+    def test_describe_config_agrees_with_the_loaded_model(
+        self, adapter: Adapter, model: Any, model_id: str
+    ) -> None:
+        """From config.json alone, the structure is the loaded model's, and a memory block comes with it."""
+        impls = self._own_hookimpls("invarlock_describe_config")
+        if not impls:  # an optional hook: a plugin without it leaves --config-only to others
+            return
+        answer = impls[0].function(**{"model_id": model_id, "options": {"trust_remote_code": False}})
+        assert answer is not None, "invarlock_describe_config did not answer for the adapter's own checkpoint"
+        from_config = validate_description(answer, adapter=self.adapter_name)
+        loaded = adapter.describe(model)
+        for key in (
+            "n_layer",
+            "heads_per_layer",
+            "kv_heads_per_layer",
+            "mlp_dims",
+            "hidden_size",
+            "vocab_size",
+        ):
+            assert from_config[key] == loaded[key], f"--config-only and the loaded model differ on {key}"
+        memory = answer.get("memory")
+        assert isinstance(memory, dict) and memory.get("parameters") == from_config["n_params"]
+
     @covers(
         "invarlock_describe",
         "invarlock_logits",
