@@ -455,6 +455,17 @@ def test_env_lists_the_backends_installed_adapters_declare(site: Any) -> None:
     assert "acme_engine" in [item["name"] for item in report["adapters"]]
 
 
+def test_env_text_of_a_broken_plugin_fits_80_columns(site: Any) -> None:
+    reason = "the acme engine refuses to load here for a reason explained at length " * 3
+    site.add_distribution("acme-broken", "0.3", plugins={"broken": f"raise ImportError({reason!r})\n"})
+    done = subprocess.run(command("env"), capture_output=True, text=True, env=site.env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert max(len(line) for line in done.stdout.splitlines()) <= 80, done.stdout
+    flat = " ".join(done.stdout.split())
+    assert "broken acme-broken 0.3 error" in flat
+    assert " ".join(reason.split()) in flat
+
+
 def test_env_does_not_import_torch() -> None:
     code = (
         "import contextlib, io, json, sys\n"

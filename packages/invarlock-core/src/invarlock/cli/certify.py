@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import textwrap
 from typing import Any
 
 from invarlock.certification.certificate import to_json
@@ -20,10 +19,9 @@ from invarlock.certification.evaluation.gate import (
 from invarlock.certification.evaluation.scoring import DEFAULT_BATCH_SIZE
 from invarlock.certification.evaluation.windows import DEFAULT_SEED, DEFAULT_SEQ_LEN, DEFAULT_WINDOWS
 from invarlock.cli.parsing import organise_help
-from invarlock.cli.style import with_coloured_verdict
+from invarlock.cli.style import with_coloured_verdict, wrap_words
 
 DEFAULT_OUT = "invarlock-certificate"
-SUMMARY_WIDTH = 80
 
 
 def positive_int(text: str) -> int:
@@ -267,13 +265,5 @@ def summary(document: dict[str, Any]) -> str:
     ]
     # 80 columns, wrapped at spaces only: every line after the verdict indented under it
     return "\n".join(
-        textwrap.fill(
-            line,
-            SUMMARY_WIDTH,
-            initial_indent="" if index == 0 else "  ",
-            subsequent_indent="    ",
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
-        for index, line in enumerate(lines)
+        wrap_words(line, first="" if index == 0 else "  ", rest="    ") for index, line in enumerate(lines)
     )

@@ -13,11 +13,10 @@ import json
 import os
 import platform
 import sys
-import textwrap
 from typing import Any
 
 from invarlock import __version__
-from invarlock.cli.style import NO_COLOR_ENV
+from invarlock.cli.style import NO_COLOR_ENV, wrap_words
 from invarlock.listing import adapters_listing, plugins_listing
 from invarlock.manager import DISABLE_ENV
 from invarlock.network import ALLOW_NETWORK_ENV, network_allowed
@@ -25,7 +24,6 @@ from invarlock.quantizers import CACHE_DIR_ENV, accelerator_device_files
 from invarlock.readiness import installed_version
 
 ENV_SCHEMA = "invarlock.env/v1"
-HELP_WIDTH = 79
 
 ENVIRONMENT_VARIABLES = (
     (ALLOW_NETWORK_ENV, "1 allows Hugging Face hub downloads (default: offline)"),
@@ -69,13 +67,7 @@ def environment_variables_help() -> str:
     """The ``environment variables:`` block of the top-level ``--help``."""
     width = max(len(name) for name, _ in ENVIRONMENT_VARIABLES)
     rows = [
-        textwrap.fill(
-            meaning,
-            HELP_WIDTH,
-            initial_indent=f"  {name:<{width}}  ",
-            subsequent_indent=" " * (width + 4),
-            break_on_hyphens=False,
-        )
+        wrap_words(meaning, first=f"  {name:<{width}}  ", rest=" " * (width + 4))
         for name, meaning in ENVIRONMENT_VARIABLES
     ]
     return "\n".join(["environment variables:", *rows])
@@ -178,43 +170,46 @@ def _torch_section(probe: bool) -> dict[str, Any]:
 
 
 def render_text(report: dict[str, Any]) -> str:
+    """The copy-paste block, every line within 80 columns (wrapped at spaces only)."""
     python, machine, torch = report["python"], report["platform"], report["torch"]
+
+    def row(label: str, value: str) -> str:
+        return wrap_words(value, first=f"{label:<15}", rest=" " * 15)
+
     lines = [
         f"invarlock-core {report['invarlock_core']}",
-        f"python         {python['version']} ({python['implementation']}, {python['executable']})",
-        f"platform       {machine['system']} ({machine['machine']})",
-        textwrap.fill(
-            f"{machine['cpu_count']} cores; features: {_features(machine['cpu_features'])}",
-            HELP_WIDTH,
-            initial_indent="cpu            ",
-            subsequent_indent=" " * 15,
-        ),
-        f"gpu devices    {', '.join(machine['accelerator_device_files']) or 'none'}",
-        f"torch          {_torch_line(torch)}",
+        row("python", f"{python['version']} ({python['implementation']}, {python['executable']})"),
+        row("platform", f"{machine['system']} ({machine['machine']})"),
+        row("cpu", f"{machine['cpu_count']} cores; features: {_features(machine['cpu_features'])}"),
+        row("gpu devices", ", ".join(machine["accelerator_device_files"]) or "none"),
+        row("torch", _torch_line(torch)),
     ]
     if torch.get("cpu_capability"):
-        lines.append(f"torch cpu      {torch['cpu_capability']} kernels, {torch['threads']} threads")
+        lines.append(row("torch cpu", f"{torch['cpu_capability']} kernels, {torch['threads']} threads"))
     network = report["network"]
     allowed = "on" if network["allowed"] else f"off (set {network['variable']}=1 to allow hub downloads)"
-    lines.append(f"network        {allowed}")
+    lines.append(row("network", allowed))
     lines += ["", "backends"]
     lines += [f"  {name:<22} {version or 'not installed'}" for name, version in report["backends"].items()]
     lines += ["", "plugins"]
     for plugin in report["plugins"] or [{"name": "(none)", "distribution": None}]:
         version = f" {plugin['version']}" if plugin.get("version") else ""
         status = f"  {plugin['status']}" if plugin.get("status") else ""
-        error = f": {plugin['error']}" if plugin.get("error") else ""
-        lines.append(f"  {plugin['name']:<14} {plugin['distribution'] or '-'}{version}{status}{error}")
+        lines.append(
+            wrap_words(f"{plugin['name']:<14} {plugin['distribution'] or '-'}{version}{status}", first="  ")
+        )
+        if plugin.get("error"):
+            lines.append(wrap_words(f"error: {plugin['error']}", first="    ", rest="      "))
     lines += ["", "adapters"]
     for item in report["adapters"]:
         version = f" {item['version']}" if item["version"] else ""
         follow = item["install"] or item["reason"]
         lines.append(f"  {item['name']:<16} {item['status']:<12} {item['distribution']}{version}")
         if follow and item["status"] != "ready":
-            lines.append(f"    -> {follow}")
+            lines.append(wrap_words(follow, first="    -> ", rest="       "))
     lines += ["", "variables"]
     lines += [
-        f"  {name:<26} {value if value is not None else '(unset)'}"
+        wrap_words(value if value is not None else "(unset)", first=f"  {name:<26} ", rest=" " * 29)
         for name, value in report["variables"].items()
     ]
     return "\n".join(lines)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import textwrap
 from typing import Any
 
 from packaging.utils import canonicalize_name
@@ -16,6 +15,7 @@ from packaging.utils import canonicalize_name
 from invarlock import __version__
 from invarlock.catalogue import GROUPS
 from invarlock.cli import quantizers
+from invarlock.cli.style import PLAIN_WIDTH, wrap_words
 from invarlock.errors import AdapterNotFoundError, PluginNotFoundError
 from invarlock.listing import ADAPTERS_SCHEMA, adapters_listing, plugins_listing
 from invarlock.manager import get_plugin_manager
@@ -82,7 +82,7 @@ _HIDDEN_FIRST = ("backend", "guards", "platform", "role", "snapshot")
 
 def render_table(listing: dict[str, Any], width: int | None = None) -> str:
     """The listing as a table no wider than ``width`` (default: the terminal's, 80 in a pipe)."""
-    width = width or shutil.get_terminal_size((80, 24)).columns
+    width = width or shutil.get_terminal_size((PLAIN_WIDTH, 24)).columns
     items = listing["adapters"]
     rows = [_row(item) for item in items]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(_COLUMNS)] if rows else []
@@ -107,32 +107,22 @@ def render_table(listing: dict[str, Any], width: int | None = None) -> str:
             out.append(line(row))
             follow = _follow_up(item)
             if follow:
-                out.append(_wrap(follow, width, "    ", "       "))
+                out.append(wrap_words(follow, width, "    ", "       "))
     ready = sum(item["status"] == "ready" for item in items)
     out += [""]
     if hidden:
         columns = " and ".join(column.upper() for column in hidden)
-        out.append(_wrap(f"({columns} left out to fit {width} columns; --explain NAME shows all.)", width))
+        out.append(
+            wrap_words(f"({columns} left out to fit {width} columns; --explain NAME shows all.)", width)
+        )
     out.append(
-        _wrap(
+        wrap_words(
             f"{ready} of {len(items)} adapters ready. "
             "`invarlock plugins adapters --explain NAME` for details.",
             width,
         )
     )
     return "\n".join(out).lstrip("\n")
-
-
-def _wrap(text: str, width: int, first: str = "", rest: str = "") -> str:
-    """Wrapped at spaces only: a command or a distribution name is never split."""
-    return textwrap.fill(
-        text,
-        width,
-        initial_indent=first,
-        subsequent_indent=rest,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
 
 
 def render_explanation(item: dict[str, Any]) -> str:

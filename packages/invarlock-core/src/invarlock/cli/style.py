@@ -9,7 +9,11 @@ where rich is absent the output is plain. rich also knows which colours the term
 from __future__ import annotations
 
 import os
+import textwrap
 from typing import IO
+
+PLAIN_WIDTH = 80
+"""The width of output that is not drawn to the terminal's own width (a pipe, a bug report)."""
 
 NO_COLOR_ENV = "NO_COLOR"
 """Any non-empty value turns colour off (https://no-color.org)."""
@@ -44,3 +48,16 @@ def with_coloured_verdict(text: str, verdict: str, stream: IO[str], *, no_color:
     with console.capture() as captured:
         console.print(Text.assemble((verdict, VERDICT_STYLES[verdict]), text[len(verdict) :]), end="")
     return captured.get()
+
+
+def wrap_words(text: str, width: int = PLAIN_WIDTH, first: str = "", rest: str = "") -> str:
+    """``text`` wrapped to ``width`` at spaces only: a command, a path or a name is never split.
+    ``first`` starts the first line, ``rest`` every other."""
+    return textwrap.fill(
+        text,
+        width,
+        initial_indent=first,
+        subsequent_indent=rest,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
