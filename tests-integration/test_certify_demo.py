@@ -86,31 +86,3 @@ def assert_verify_confirms_and_rejects(out: Path) -> None:
         result = json.loads(rejected.stdout)
         assert not result["matches"] and result["sides"]["baseline"]["matches"]
         assert result["sides"]["subject"]["changed"] == ["model.safetensors"]
-
-
-def test_ctrl_c_during_certify_is_one_clean_line_and_exit_130(tmp_path: Path) -> None:
-    import signal
-    import time
-
-    out = tmp_path / "certificate"
-    command = [sys.executable, "-m", "invarlock.cli", "certify", "--baseline", str(DEMO_MODEL)]
-    command += ["--subject", str(DEMO_MODEL), "--out", str(out), "--windows", "64"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    maps = Path(f"/proc/{process.pid}/maps")
-    deadline = time.monotonic() + 300
-    # Interrupt once torch is mapped into the process: certify is then past its argument checks,
-    # loading or scoring (what a user presses Ctrl-C during).
-    while process.poll() is None and time.monotonic() < deadline:
-        if "libtorch" in maps.read_text():
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "certify finished before it could be interrupted"
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1] == (
-        "invarlock: interrupted; certify stopped before it finished and wrote no results"
-    )
-    assert stdout == ""
-    assert not out.exists() or not any(out.iterdir())

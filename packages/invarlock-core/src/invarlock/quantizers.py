@@ -93,10 +93,15 @@ class QuantizerListing:
     cached: bool
 
 
+def accelerator_device_files() -> list[str]:
+    """The GPU device files present (``/dev/nvidia0``, ``/dev/kfd``...), sorted; no backend asked."""
+    return sorted(path for pattern in _DEVICE_FILES for path in glob(pattern))
+
+
 def environment_fingerprint() -> str:
     """What the plugins' answers depend on, hashed: installed distributions and visible devices."""
     installed = sorted(_installed_distributions())
-    devices = sorted(path for pattern in _DEVICE_FILES for path in glob(pattern))
+    devices = accelerator_device_files()
     variables = [f"{name}={os.environ.get(name)}" for name in _DEVICE_VARIABLES]
     parts = [str(_CACHE_FORMAT), sys.executable, sys.platform, *installed, *devices, *variables]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]

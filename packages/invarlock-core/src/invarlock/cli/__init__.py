@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from invarlock.cli import certify, describe, plugins, run, verify
+from invarlock.cli import certify, describe, env, plugins, run, verify
+from invarlock.cli.parsing import InvarlockArgumentParser
 from invarlock.errors import InvarlockError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -26,9 +28,11 @@ class _VersionAction(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = InvarlockArgumentParser(
         prog="invarlock",
         description="Check an edited model checkpoint against its baseline.",
+        epilog=env.environment_variables_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -37,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     certify.add_parser(commands)
     run.add_parser(commands)
     verify.add_parser(commands)
+    env.add_parser(commands)
     return parser
 
 
@@ -59,6 +64,22 @@ def _show_plugin_faults_plainly() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # inside the try: a reader that closed the pipe is met here, not at exit
+        return code
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise
+        # `invarlock ... | head` : the reader stopped reading; that is not a failure.
+        _discard_stdout()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("\ninvarlock: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(argv: Sequence[str] | None) -> int:
     _show_plugin_faults_plainly()
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -78,3 +99,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (so the BrokenPipeError is about it)."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows) or no real stdout
+        return True
+
+
+def _discard_stdout() -> None:
+    """Point stdout at the null device, so the interpreter's final flush has nowhere to fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -18,6 +18,8 @@ from invarlock.certification.evaluation.gate import (
 )
 from invarlock.certification.evaluation.scoring import DEFAULT_BATCH_SIZE
 from invarlock.certification.evaluation.windows import DEFAULT_SEED, DEFAULT_SEQ_LEN, DEFAULT_WINDOWS
+from invarlock.cli.parsing import organise_help
+from invarlock.cli.style import with_coloured_verdict, wrap_words
 
 DEFAULT_OUT = "invarlock-certificate"
 
@@ -155,7 +157,42 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print the certificate JSON on stdout; no progress"
     )
+    parser.add_argument(
+        "--no-color", action="store_true", help="no colour (also NO_COLOR=1; never in a pipe)"
+    )
     parser.set_defaults(handler=_certify_command)
+    organise_help(parser, HELP_GROUPS, HELP_EXAMPLES)
+
+
+HELP_GROUPS = {
+    "models": (
+        "--baseline",
+        "--subject",
+        "--adapter",
+        "--subject-adapter",
+        "--subject-base",
+        "--subject-merge",
+    ),
+    "evaluation windows": (
+        "--dataset",
+        "--split",
+        "--text-field",
+        "--seq-len",
+        "--stride",
+        "--windows",
+        "--seed",
+        "--batch-size",
+    ),
+    "gate": ("--max-ratio", "--confidence", "--bootstrap", "--allow-inconclusive"),
+    "loading": ("--device", "--dtype", "--trust-remote-code"),
+    "output": ("--out", "--json", "--no-color"),
+}
+HELP_EXAMPLES = (
+    "invarlock certify --baseline ./base --subject ./quantized",
+    "invarlock certify --baseline ./base --subject ./tuned --dataset eval.jsonl",
+    "invarlock certify --baseline ./base --subject ./pruned --max-ratio 1.05",
+    "invarlock certify --baseline ./base --subject ./lora --subject-merge --json",
+)
 
 
 def _certify_command(args: argparse.Namespace) -> int:
@@ -195,7 +232,11 @@ def _certify_command(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(to_json(certificate))
     else:
-        print(summary(certificate))
+        print(
+            with_coloured_verdict(
+                summary(certificate), certificate["verdict"], sys.stdout, no_color=args.no_color
+            )
+        )
         for kind, path in paths.items():
             print(f"  {kind + ':':<10}{path}")
     return int(certificate["exit_code"])
@@ -216,9 +257,13 @@ def summary(document: dict[str, Any]) -> str:
 
     lines = [
         f"{document['verdict']}: ppl ratio {fmt(stats['ratio'])} "
-        f"({stats['confidence']:.0%} CI {fmt(low)}–{fmt(high)}), gate {gate['rule']}",
-        f"  baseline ppl {fmt(stats['baseline_ppl'])}, subject ppl {fmt(stats['subject_ppl'])}, "
+        f"({stats['confidence']:.0%} CI {fmt(low)}–{fmt(high)})",
+        f"gate: {gate['rule']}",
+        f"baseline ppl {fmt(stats['baseline_ppl'])}, subject ppl {fmt(stats['subject_ppl'])}, "
         f"{stats['windows']} windows, {stats['tokens']} tokens",
+        *document["reasons"][1:],
     ]
-    lines += [f"  {reason}" for reason in document["reasons"][1:]]
-    return "\n".join(lines)
+    # 80 columns, wrapped at spaces only: every line after the verdict indented under it
+    return "\n".join(
+        wrap_words(line, first="" if index == 0 else "  ", rest="    ") for index, line in enumerate(lines)
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from typing import Any
 
 from packaging.utils import canonicalize_name
@@ -14,6 +15,7 @@ from packaging.utils import canonicalize_name
 from invarlock import __version__
 from invarlock.catalogue import GROUPS
 from invarlock.cli import quantizers
+from invarlock.cli.style import PLAIN_WIDTH, wrap_words
 from invarlock.errors import AdapterNotFoundError, PluginNotFoundError
 from invarlock.listing import ADAPTERS_SCHEMA, adapters_listing, plugins_listing
 from invarlock.manager import get_plugin_manager
@@ -74,27 +76,52 @@ def _follow_up(item: dict[str, Any]) -> str | None:
     return None
 
 
-def render_table(listing: dict[str, Any]) -> str:
+_HIDDEN_FIRST = ("backend", "guards", "platform", "role", "snapshot")
+"""Columns left out, in this order, until the table fits the terminal; ``--explain`` shows them all."""
+
+
+def render_table(listing: dict[str, Any], width: int | None = None) -> str:
+    """The listing as a table no wider than ``width`` (default: the terminal's, 80 in a pipe)."""
+    width = width or shutil.get_terminal_size((PLAIN_WIDTH, 24)).columns
     items = listing["adapters"]
     rows = [_row(item) for item in items]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(_COLUMNS)] if rows else []
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    shown = list(range(len(_COLUMNS)))
+    for column in _HIDDEN_FIRST:
+        if sum(widths[i] + 2 for i in shown) - 2 <= width:
+            break
+        shown.remove(_COLUMNS.index(column))
+    hidden = [_COLUMNS[i] for i in range(len(_COLUMNS)) if i not in shown]
+    fmt = "  ".join(f"{{:<{widths[i]}}}" for i in shown)
+
+    def line(cells: tuple[str, ...]) -> str:
+        return fmt.format(*(cells[i] for i in shown)).rstrip()
+
     out: list[str] = []
     for group in GROUPS:
         members = [(item, row) for item, row in zip(items, rows, strict=True) if item["group"] == group]
         if not members:
             continue
-        out += ["", group, fmt.format(*(c.upper() for c in _COLUMNS)).rstrip()]
+        out += ["", group, line(tuple(c.upper() for c in _COLUMNS))]
         for item, row in members:
-            out.append(fmt.format(*row).rstrip())
+            out.append(line(row))
             follow = _follow_up(item)
             if follow:
-                out.append(f"    {follow}")
+                out.append(wrap_words(follow, width, "    ", "       "))
     ready = sum(item["status"] == "ready" for item in items)
-    out += [
-        "",
-        f"{ready} of {len(items)} adapters ready. `invarlock plugins adapters --explain NAME` for details.",
-    ]
+    out += [""]
+    if hidden:
+        columns = " and ".join(column.upper() for column in hidden)
+        out.append(
+            wrap_words(f"({columns} left out to fit {width} columns; --explain NAME shows all.)", width)
+        )
+    out.append(
+        wrap_words(
+            f"{ready} of {len(items)} adapters ready. "
+            "`invarlock plugins adapters --explain NAME` for details.",
+            width,
+        )
+    )
     return "\n".join(out).lstrip("\n")
 
 

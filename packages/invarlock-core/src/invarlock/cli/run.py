@@ -22,6 +22,9 @@ def add_parser(commands: Any) -> None:
         "--out", help="directory for evaluation.report.json (default: the config's output.dir)"
     )
     parser.add_argument("--json", action="store_true", help="print the report JSON on stdout; no progress")
+    parser.add_argument(
+        "--no-color", action="store_true", help="no colour (also NO_COLOR=1; never in a pipe)"
+    )
     parser.set_defaults(handler=_run_command)
 
 
@@ -31,6 +34,7 @@ def _run_command(args: argparse.Namespace) -> int:
     from invarlock.certification.progress import Progress
     from invarlock.certification.run import run
     from invarlock.cli.certify import quiet_backend_progress, summary
+    from invarlock.cli.style import with_coloured_verdict
     from invarlock.config import load_config
 
     quiet_backend_progress()
@@ -42,7 +46,7 @@ def _run_command(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(to_json(report))
     else:
-        print(summary(report))
+        print(with_coloured_verdict(summary(report), report["verdict"], sys.stdout, no_color=args.no_color))
         restore = report["restore"]
         if restore["performed"]:
             print(f"  restored: {restore['detail']}")

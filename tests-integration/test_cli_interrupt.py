@@ -1,0 +1,58 @@
+"""Ctrl-C while certify scores the demo model, at a real terminal: one line, exit 130, no traceback,
+no certificate left behind."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("invarlock_hf", reason="certify needs invarlock-hf to load the demo model")
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_MODEL = REPO / "demo" / "model"
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal (POSIX)")
+def test_ctrl_c_while_scoring_exits_130_with_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "certificate"
+    leader, follower = os.openpty()  # the progress display is drawn only on a terminal
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TERM": "xterm"}
+    command = [sys.executable, "-m", "invarlock", "certify", "--baseline", str(DEMO_MODEL)]
+    command += ["--subject", str(DEMO_MODEL), "--windows", "64", "--out", str(out)]
+    process = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    shown, interrupted = b"", False
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # the command exited and closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            if not interrupted and b"scoring baseline" in shown:
+                process.send_signal(signal.SIGINT)
+                interrupted = True
+            if process.poll() is not None and not ready:
+                break
+        assert interrupted, shown.decode(errors="replace")
+        assert process.wait(timeout=60) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(leader)
+    text = shown.decode(errors="replace")
+    assert "Traceback" not in text
+    assert "invarlock: interrupted; certify stopped before it finished and wrote no results" in text
+    assert not out.exists() or not any(out.iterdir()), "an interrupted certify writes nothing"
