@@ -189,7 +189,7 @@ def test_hub_id_not_cached_is_refused_offline(
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     code, _, err = run(capsys, "some-org/not-cached", "--config-only")
     assert code == 2
-    assert "[network_disabled]" in err and "INVARLOCK_ALLOW_NETWORK=1" in err
+    assert "[model_not_found]" in err and "INVARLOCK_ALLOW_NETWORK=1" in err
 
 
 def test_directory_without_config_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
