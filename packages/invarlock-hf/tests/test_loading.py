@@ -167,7 +167,7 @@ def test_wrong_head_class_fails_with_transformers_message(checkpoints: Any) -> N
     assert "AutoModelForSeq2SeqLM" in message
     # transformers' own words inside ours, on one line and cut to a few hundred characters
     assert " ".join(str(caught.value.__cause__).split())[:200] in message
-    assert "\n" not in message and len(message) < 500
+    assert "\n" not in message and len(message.replace(str(path), "PATH")) < 500  # the path is the tmp dir's
     assert caught.value.code == "load_failed"
     assert file_digests(path) == before
 

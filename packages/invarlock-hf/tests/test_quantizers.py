@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 from transformers.quantizers.auto import AUTO_QUANTIZER_MAPPING
 
 from invarlock.quantizers import QuantizerStatus
@@ -61,12 +62,15 @@ def test_a_missing_backend_is_needs_extra_with_its_pip_command(rows: dict[str, o
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU FP8 checkpoints stay FP8")
-def test_fp8_without_a_gpu_loads_dequantized(rows: dict[str, object]) -> None:
+def test_fp8_without_a_gpu_is_what_this_transformers_does_with_it(rows: dict[str, object]) -> None:
     fp8_methods = [method for method in ("fp8", "mxfp8") if method in rows]  # mxfp8: transformers 5
     assert fp8_methods, "this transformers registers no fp8 quantizer"
+    # transformers 5 dequantizes FP8 checkpoints on a CPU (and says so); 4.57's quantizer refuses a CPU.
+    dequantizes = int(transformers.__version__.split(".")[0]) >= 5
+    expected = QuantizerStatus.LOADS_DEQUANTIZED if dequantizes else QuantizerStatus.NEEDS_GPU
     for method in fp8_methods:  # one quantizer class, one notice each
         row = rows[method]
-        assert row.status is QuantizerStatus.LOADS_DEQUANTIZED
+        assert row.status is expected, row.reason
         assert "GPU" in row.reason
 
 

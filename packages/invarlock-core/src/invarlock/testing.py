@@ -410,6 +410,37 @@ class AdapterConformance:
                 "describe reports another role than the adapter declares"
             )
 
+    @covers("invarlock_describe_config")
+    def test_config_only_description_agrees_with_the_loaded_model(
+        self, adapter: Adapter, model_id: str, model: Any
+    ) -> None:
+        """Where this adapter's plugin describes checkpoints from their config alone, the answer for
+        ``model_id`` passes the contract, has a ``memory`` block counting the described parameters,
+        and states the structure the loaded model has (the config is what the weights are built from)."""
+        from invarlock.network import hub_offline_unless_allowed
+
+        loaded = adapter.describe(model)
+        for impl in self._own_hookimpls("invarlock_describe_config"):
+            with hub_offline_unless_allowed():
+                answer = impl.function(model_id=model_id, options={"trust_remote_code": False})
+            assert answer is not None, f"{impl.plugin_name} cannot describe its own checkpoint's config"
+            validate_description(answer, adapter=f"{impl.plugin_name}'s invarlock_describe_config")
+            memory = answer.get("memory")
+            assert isinstance(memory, dict), "a config-only description has a memory block"
+            assert memory.get("parameters") == answer["n_params"], "the memory block counts other parameters"
+            for key in (
+                "model_type",
+                "n_layer",
+                "heads_per_layer",
+                "kv_heads_per_layer",
+                "mlp_dims",
+                "hidden_size",
+                "vocab_size",
+            ):
+                assert answer[key] == loaded[key], (
+                    f"{key}: {answer[key]!r} from the config, {loaded[key]!r} loaded"
+                )
+
     @covers(
         "invarlock_describe",
         "invarlock_logits",

@@ -49,7 +49,7 @@ def describe_model(model: Any) -> dict[str, Any]:
         "kv_heads_per_layer": layers["kv_heads_per_layer"],
         "mlp_dims": layers["mlp_dims"],
         "hidden_size": structure["hidden_size"],
-        "vocab_size": structure["vocab_size"],
+        "vocab_size": _vocab_size(model, structure["vocab_size"], layers["unresolved"]),
         "n_params": sum(p.numel() for p in parameters),
         "dtype": _main_dtype(parameters),
         "device": _input_device(model, parameters),
@@ -74,6 +74,26 @@ def describe_model(model: Any) -> dict[str, Any]:
     if initialized is not None:
         description["newly_initialized"] = initialized
     return description
+
+
+def _vocab_size(model: Any, from_config: int, unresolved: list[dict[str, Any]]) -> int:
+    """The rows of the output embedding (what the logits range over), checked against the config."""
+    try:
+        output = model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        output = None
+    weight = getattr(output, "weight", None)
+    rows = int(weight.shape[0]) if weight is not None and getattr(weight, "dim", lambda: 0)() == 2 else None
+    if rows is None or not from_config or rows == from_config:
+        return from_config or rows or 0
+    unresolved.append(
+        {
+            "field": "vocab_size",
+            "layers": None,
+            "why": f"the config says {from_config}, the output embedding has {rows} rows",
+        }
+    )
+    return 0
 
 
 def tied_pairs(model: Any) -> dict[str, str]:
