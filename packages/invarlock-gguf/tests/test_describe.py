@@ -210,3 +210,23 @@ def test_sliding_window_layers_from_metadata(tmp_path: Path) -> None:
     structure = gguf_structure(read_metadata(path))
     assert structure["layer_types"] == ["sliding_attention", "sliding_attention", "full_attention"]
     assert "unresolved" not in structure
+
+
+def test_config_only_describe_reads_the_file_alone(gguf_files: dict[str, Path]) -> None:
+    import json
+    import subprocess
+    import sys
+
+    path = gguf_files["Q8_0"]
+    result = subprocess.run(
+        [sys.executable, "-m", "invarlock.cli", "describe", str(path), "--config-only", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    description = json.loads(result.stdout)["description"]
+    validate_description(description, adapter=ADAPTER)
+    assert description["quantization"]["tensor_types"] == {"Q8_0": 29, "F32": 9}
+    memory = description["memory"]
+    assert memory["parameters"] == description["n_params"] == 1049728
+    assert 0 < memory["packed"]["bytes"] < path.stat().st_size < memory["bytes_per_dtype"]["float32"]

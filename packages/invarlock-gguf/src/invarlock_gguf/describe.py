@@ -9,6 +9,7 @@ from describe alike (see :func:`tied_tensors`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from invarlock.errors import ModelLoadError
@@ -47,6 +48,34 @@ def describe_gguf(model: GGUFModel) -> dict[str, Any]:
                 "type_k": _ggml_type_name(llama.context_params.type_k),
                 "type_v": _ggml_type_name(llama.context_params.type_v),
             },
+        },
+    }
+
+
+def describe_gguf_file(path: Path) -> dict[str, Any]:
+    """The description of a GGUF file without loading it into llama.cpp (``describe --config-only``).
+
+    Everything but the loaded context's settings, plus a ``memory`` block: the parameters, their
+    bytes in each float dtype, and the bytes the file's tensors take as stored (``packed``).
+    """
+    from invarlock_gguf.metadata import read_metadata
+
+    metadata = read_metadata(path)
+    n_params = sum(metadata.tensor_elements.values())
+    return {
+        **gguf_structure(metadata),
+        "model_class": "GGUFModel",
+        "n_params": n_params,
+        "dtype": main_dtype(metadata),
+        "device": "meta",
+        "device_map": None,
+        "tying": tied_tensors(metadata),
+        "quantization": quantization_block(metadata),
+        "gguf": gguf_block(metadata),
+        "memory": {
+            "parameters": n_params,
+            "bytes_per_dtype": {"float32": 4 * n_params, "float16": 2 * n_params, "bfloat16": 2 * n_params},
+            "packed": {"bytes": metadata.tensor_bytes, "tensor_types": tensor_type_counts(metadata)},
         },
     }
 
