@@ -156,8 +156,9 @@ def gguf(session: nox.Session) -> None:
     """invarlock-gguf: GGUF files written in the session, scored by llama.cpp.
 
     llama-cpp-python is an sdist: the first run compiles llama.cpp from the package index (CPU
-    build, about 9 minutes on 2 cores). pip keeps the wheel it built in its cache, so later runs
-    (and fresh session venvs on the same machine) install it in seconds.
+    build: about 9 minutes on 2 idle cores, over an hour niced on a loaded machine). pip keeps the
+    wheel it built in its cache (~/.cache/pip/wheels), so later runs and fresh session venvs on
+    the same machine install it in seconds; CI keeps pip's cache directory between runs.
     """
     install(
         session,

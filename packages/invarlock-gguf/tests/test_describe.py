@@ -130,6 +130,9 @@ def test_mixture_of_experts_from_metadata(tmp_path: Path) -> None:
     assert structure["model_type"] == "deepseek2"
     assert structure["moe"] == {"num_experts": 16, "experts_per_token": 2, "expert_mlp_dim": 32}
     assert structure["mlp_dims"] == [256, 32, 32]
+    expert_layer = {**structure["moe"], "shared_expert_mlp_dim": None}
+    assert structure["moe_per_layer"] == [None, expert_layer, expert_layer]
+    assert structure["layer_types"] == ["full_attention"] * 3
     assert structure["heads_per_layer"] == [8, 8, 8] and structure["kv_heads_per_layer"] == [2, 2, 2]
 
 
@@ -183,3 +186,47 @@ def test_missing_structure_keys_are_refused(tmp_path: Path) -> None:
     metadata = read_metadata(_header_only_gguf(tmp_path / "bare.gguf", "llama", {"block_count": 2}))
     with pytest.raises(ModelLoadError, match=r"lacks llama\.block_count, llama\.embedding_length"):
         gguf_structure(metadata)
+
+
+def test_sliding_window_layers_from_metadata(tmp_path: Path) -> None:
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "swa.gguf"
+    writer = gguf.GGUFWriter(str(path), "gemma3")
+    for key, value in {
+        "block_count": 3,
+        "embedding_length": 64,
+        "attention.head_count": 4,
+        "attention.sliding_window": 512,
+    }.items():
+        writer.add_uint32(f"gemma3.{key}", value)
+    writer.add_array("gemma3.attention.sliding_window_pattern", [True, True, False])
+    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    structure = gguf_structure(read_metadata(path))
+    assert structure["layer_types"] == ["sliding_attention", "sliding_attention", "full_attention"]
+    assert "unresolved" not in structure
+
+
+def test_config_only_describe_reads_the_file_alone(gguf_files: dict[str, Path]) -> None:
+    import json
+    import subprocess
+    import sys
+
+    path = gguf_files["Q8_0"]
+    result = subprocess.run(
+        [sys.executable, "-m", "invarlock.cli", "describe", str(path), "--config-only", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    description = json.loads(result.stdout)["description"]
+    validate_description(description, adapter=ADAPTER)
+    assert description["quantization"]["tensor_types"] == {"Q8_0": 29, "F32": 9}
+    memory = description["memory"]
+    assert memory["parameters"] == description["n_params"] == 1049728
+    assert 0 < memory["packed"]["bytes"] < path.stat().st_size < memory["bytes_per_dtype"]["float32"]

@@ -9,6 +9,7 @@ from describe alike (see :func:`tied_tensors`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from invarlock.errors import ModelLoadError
@@ -51,6 +52,34 @@ def describe_gguf(model: GGUFModel) -> dict[str, Any]:
     }
 
 
+def describe_gguf_file(path: Path) -> dict[str, Any]:
+    """The description of a GGUF file without loading it into llama.cpp (``describe --config-only``).
+
+    Everything but the loaded context's settings, plus a ``memory`` block: the parameters, their
+    bytes in each float dtype, and the bytes the file's tensors take as stored (``packed``).
+    """
+    from invarlock_gguf.metadata import read_metadata
+
+    metadata = read_metadata(path)
+    n_params = sum(metadata.tensor_elements.values())
+    return {
+        **gguf_structure(metadata),
+        "model_class": "GGUFModel",
+        "n_params": n_params,
+        "dtype": main_dtype(metadata),
+        "device": "meta",
+        "device_map": None,
+        "tying": tied_tensors(metadata),
+        "quantization": quantization_block(metadata),
+        "gguf": gguf_block(metadata),
+        "memory": {
+            "parameters": n_params,
+            "bytes_per_dtype": {"float32": 4 * n_params, "float16": 2 * n_params, "bfloat16": 2 * n_params},
+            "packed": {"bytes": metadata.tensor_bytes, "tensor_types": tensor_type_counts(metadata)},
+        },
+    }
+
+
 def gguf_structure(metadata: GGUFMetadata) -> dict[str, Any]:
     """The contract's structural keys from the file's ``<architecture>.*`` metadata.
 
@@ -73,6 +102,7 @@ def gguf_structure(metadata: GGUFMetadata) -> dict[str, Any]:
     ff = _per_layer(metadata.arch_value("feed_forward_length", 0), n_layer)
     experts = metadata.arch_value("expert_count") or 0
     moe = None
+    moe_per_layer: list[dict[str, Any] | None] = [None] * n_layer
     if experts:
         expert_width = metadata.arch_value("expert_feed_forward_length") or ff[0]
         dense = metadata.arch_value("leading_dense_block_count") or 0
@@ -82,7 +112,10 @@ def gguf_structure(metadata: GGUFMetadata) -> dict[str, Any]:
             "experts_per_token": metadata.arch_value("expert_used_count"),
             "expert_mlp_dim": expert_width,
         }
-    return {
+        layer = {**moe, "shared_expert_mlp_dim": _shared_expert_width(metadata, expert_width)}
+        moe_per_layer = [None if i < dense else dict(layer) for i in range(n_layer)]
+    layer_types, unresolved = _layer_types(metadata, n_layer)
+    structure: dict[str, Any] = {
         "model_type": arch,
         "role": "causal",
         "architecture_known": True,
@@ -94,7 +127,43 @@ def gguf_structure(metadata: GGUFMetadata) -> dict[str, Any]:
         "vocab_size": vocab_size(metadata),
         "encoder_decoder": None,
         "moe": moe,
+        "layer_types": layer_types,
+        "moe_per_layer": moe_per_layer,
     }
+    if unresolved:
+        structure["unresolved"] = unresolved
+    return structure
+
+
+def _shared_expert_width(metadata: GGUFMetadata, expert_width: int) -> int | None:
+    """Width of the always-active shared expert(s): stated, or their count times one expert's width."""
+    stated = metadata.arch_value("expert_shared_feed_forward_length")
+    if isinstance(stated, int) and stated > 0:
+        return stated
+    count = metadata.arch_value("expert_shared_count")
+    return count * expert_width if isinstance(count, int) and count > 0 else None
+
+
+def _layer_types(metadata: GGUFMetadata, n_layer: int) -> tuple[list[str], list[dict[str, Any]]]:
+    """What mixes the tokens in each block, as far as the metadata says (``unknown`` otherwise).
+
+    Plain attention unless the file states a sliding window: per layer when it carries
+    ``attention.sliding_window_pattern`` (one flag per layer), else unknown. State-space and
+    hybrid architectures (``ssm.*`` keys) are unknown: their metadata does not say which blocks
+    attend.
+    """
+    arch = metadata.architecture
+    if any(key.startswith(f"{arch}.ssm.") for key in metadata.values):
+        why = "the GGUF metadata of state-space and hybrid architectures does not say which blocks attend"
+        return ["unknown"] * n_layer, [{"field": "layer_types", "layers": list(range(n_layer)), "why": why}]
+    window = metadata.arch_value("attention.sliding_window")
+    if not window:
+        return ["full_attention"] * n_layer, []
+    pattern = metadata.arch_value("attention.sliding_window_pattern")
+    if isinstance(pattern, list) and len(pattern) == n_layer:
+        return ["sliding_attention" if flag else "full_attention" for flag in pattern], []
+    why = f"{arch}.attention.sliding_window is set but no per-layer pattern says which blocks use it"
+    return ["unknown"] * n_layer, [{"field": "layer_types", "layers": list(range(n_layer)), "why": why}]
 
 
 def vocab_size(metadata: GGUFMetadata) -> int:

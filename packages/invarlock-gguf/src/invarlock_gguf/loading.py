@@ -158,9 +158,10 @@ def _model_params_default(field: str, value: Any) -> Iterator[None]:
     under a lock, and checks that the field exists, so a release that renames it is refused
     instead of silently ignored.
     """
-    from llama_cpp import llama as llama_module
+    import importlib
 
-    low_level = llama_module.llama_cpp
+    # The ctypes module llama_cpp.llama calls as ``llama_cpp``; typed as Any (its stubs omit this).
+    low_level: Any = importlib.import_module("llama_cpp.llama_cpp")
     original = low_level.llama_model_default_params
     if not hasattr(original(), field):
         raise ModelLoadError(

@@ -69,6 +69,7 @@ def read_metadata(path: Path) -> GGUFMetadata:
         tensor_types=tensor_types,
         tensor_elements=tensor_elements,
         tensor_names=frozenset(tensor.name for tensor in reader.tensors),
+        tensor_bytes=sum(int(tensor.n_bytes) for tensor in reader.tensors),
     )
 
 

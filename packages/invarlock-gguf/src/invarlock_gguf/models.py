@@ -35,6 +35,8 @@ class GGUFMetadata:
     tensor_elements: Counter[str] = field(default_factory=Counter)
     """Weight elements per ggml type name."""
     tensor_names: frozenset[str] = frozenset()
+    tensor_bytes: int = 0
+    """Bytes of tensor data in the file (all tensors, as stored)."""
 
     def arch_value(self, key: str, default: Any = None) -> Any:
         """The architecture's own key (``llama.block_count`` for ``key="block_count"``)."""

@@ -86,6 +86,21 @@ def invarlock_describe(model: Any) -> dict[str, Any] | None:
     return describe_gguf(model)
 
 
+# tryfirst: a .gguf path is ours; the generic config reader would refuse it for lacking config.json.
+@hookimpl(tryfirst=True)
+def invarlock_describe_config(model_id: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    if not model_id.lower().endswith(".gguf") and not Path(model_id).expanduser().is_dir():
+        return None
+    from invarlock_gguf.files import find_gguf_file
+
+    found = find_gguf_file(model_id)
+    if found is None:
+        return None
+    from invarlock_gguf.describe import describe_gguf_file
+
+    return describe_gguf_file(found)
+
+
 @hookimpl
 def invarlock_logits(model: Any, inputs: Mapping[str, Any]) -> Any | None:
     if not is_gguf_model(model):
