@@ -520,7 +520,7 @@ def layer_structure(model: Any, text_config: Any, from_config: dict[str, Any]) -
 
     hidden = _hidden_size(model, text_config)
     all_stacks = block_stacks(model)
-    text = text_stacks(all_stacks, role)
+    text = language_stacks(all_stacks, role, hidden)
     config_heads = _stated(text_config, ("num_attention_heads", "n_head", "num_heads", "n_heads"))
     config_top_k = _stated(text_config, _TOP_K_FIELDS)
     stacks = [read_stack(path, modules, hidden or 0, config_heads, config_top_k) for path, modules in text]
@@ -616,6 +616,19 @@ def _config_only(
             for name in ("n_layer", "heads_per_layer", "kv_heads_per_layer", "mlp_dims", "layer_types")
         ],
     }
+
+
+def language_stacks(stacks: list[tuple[str, Any]], role: str, hidden: int | None) -> list[tuple[str, Any]]:
+    """The language model's block lists among ``stacks``: :func:`text_stacks`, less any list whose
+    blocks never read or write the hidden size (a speech feature encoder, a protein encoder)."""
+    text = text_stacks(stacks, role)
+    if not hidden:
+        return text
+    return [
+        (path, modules)
+        for path, modules in text
+        if any(hidden in tuple(p.shape) for p in modules[0].parameters())
+    ]
 
 
 def _expand_shared_layers(text_config: Any, stacks: list[Stack]) -> None:

@@ -594,7 +594,7 @@ def structure_contradictions(model: Any, description: dict[str, Any]) -> list[st
     import torch
 
     from invarlock.description import description_problems
-    from invarlock_hf.blocks import block_stacks, text_stacks
+    from invarlock_hf.blocks import block_stacks, language_stacks
 
     problems = list(description_problems(description))
     if problems:
@@ -609,9 +609,8 @@ def structure_contradictions(model: Any, description: dict[str, Any]) -> list[st
     if "n_layer" in unverified:
         return problems  # no blocks in the modules: nothing per layer to check against
     # Which lists are the language model's comes from describe's own locator; what is in them does not.
-    blocks = [
-        module for _, modules in text_stacks(block_stacks(model), description["role"]) for module in modules
-    ]
+    stacks = language_stacks(block_stacks(model), description["role"], description["hidden_size"])
+    blocks = [module for _, modules in stacks for module in modules]
     if len(blocks) != description["n_layer"] and description["model_type"] != "albert":
         problems.append(f"n_layer {description['n_layer']} but the modules hold {len(blocks)} blocks")
         return problems
