@@ -257,4 +257,7 @@ def lowest(session: nox.Session) -> None:
     session.run("python", str(ROOT / "tools" / "lowest_constraints.py"), str(pins), *LOWEST)
     session.install("-c", str(pins), *(package(name, "test") for name in LOWEST))
     for name in LOWEST:
-        pytest(session, f"packages/invarlock-{name}/tests")
+        # The describe sweep (minutes: it builds every model type transformers has) runs in both hf
+        # sessions; here the rest of the hf suite is what tests the lower bounds.
+        ignore = ["--ignore=packages/invarlock-hf/tests/test_describe_sweep.py"] if name == "hf" else []
+        pytest(session, f"packages/invarlock-{name}/tests", *ignore)
