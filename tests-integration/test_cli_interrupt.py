@@ -26,7 +26,16 @@ def test_ctrl_c_while_scoring_exits_130_with_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TERM": "xterm"}
     command = [sys.executable, "-m", "invarlock", "certify", "--baseline", str(DEMO_MODEL)]
     command += ["--subject", str(DEMO_MODEL), "--windows", "64", "--out", str(out)]
-    process = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, env=env)
+    # SIGINT back to its default in the child: a test run started in the background by a
+    # non-interactive shell inherits it ignored, which a user's terminal never does.
+    process = subprocess.Popen(
+        command,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     os.close(follower)
     shown, interrupted = b"", False
     deadline = time.monotonic() + 240

@@ -93,6 +93,13 @@ time.sleep(60)
 """
 
 
+def hear_ctrl_c() -> None:
+    """In the child before exec: SIGINT back to its default. A test run started in the background
+    by a non-interactive shell (as CI may start it) inherits SIGINT ignored, and Python then never
+    raises KeyboardInterrupt; a user's terminal does not ignore it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(
     "args", [("plugins",), ("plugins", "adapters"), ("env",), ("--version",)], ids=" ".join
 )
@@ -104,7 +111,12 @@ def test_ctrl_c_while_plugins_load_exits_130_without_a_traceback(
     marker = tmp_path / "importing"
     site.add_distribution("acme-slow", plugins={"slow": SLOW_PLUGIN.format(marker=str(marker))})
     process = subprocess.Popen(
-        command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=site.env
+        command(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=site.env,
+        preexec_fn=hear_ctrl_c,
     )
     deadline = time.monotonic() + 60
     while not marker.exists():
