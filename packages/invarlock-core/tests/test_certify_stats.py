@@ -146,6 +146,15 @@ def test_structure_ignores_dtype_but_not_shapes() -> None:
     assert not broken.passed and "mlp_dims" in broken.detail
 
 
+def test_per_layer_types_only_one_side_describes_are_named_not_compared() -> None:
+    typed = description(layer_types=["full_attention", "sliding_attention"])
+    check = structure_check(typed, description())  # an adapter that cannot derive layer types
+    assert check.passed
+    assert "layer_types not compared (only the baseline describes it)" in check.detail
+    other = structure_check(typed, description(layer_types=["full_attention", "full_attention"]))
+    assert not other.passed and "layer_types" in other.detail
+
+
 def test_tying_must_be_preserved() -> None:
     assert tying_check(description(), description()).passed
     lost = tying_check(description(), description(tying={}))

@@ -8,7 +8,7 @@ from typing import Any
 
 from invarlock.certification.evaluation.gate import InvariantCheck
 from invarlock.certification.evaluation.stats import WindowScore
-from invarlock.description import STRUCTURAL_KEYS, VOCAB_GROWTH_KEY
+from invarlock.description import OPTIONAL_KEYS, STRUCTURAL_KEYS, VOCAB_GROWTH_KEY
 
 
 def declared_growth(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -24,8 +24,23 @@ def declared_growth(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> 
     return growth if matches else None
 
 
+def one_sided_keys(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> dict[str, str]:
+    """Optional structural keys only one side describes (an adapter that cannot derive per-layer
+    types, say), each with the side that does: they cannot be compared, and the check says so."""
+    return {
+        key: "baseline" if subject.get(key) is None else "subject"
+        for key in STRUCTURAL_KEYS
+        if key in OPTIONAL_KEYS and (baseline.get(key) is None) != (subject.get(key) is None)
+    }
+
+
 def structure_check(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> InvariantCheck:
-    differing = [key for key in STRUCTURAL_KEYS if baseline.get(key) != subject.get(key)]
+    one_sided = one_sided_keys(baseline, subject)
+    compared = [key for key in STRUCTURAL_KEYS if key not in one_sided]
+    uncompared = "".join(
+        f"; {key} not compared (only the {side} describes it)" for key, side in one_sided.items()
+    )
+    differing = [key for key in compared if baseline.get(key) != subject.get(key)]
     growth = declared_growth(baseline, subject)
     accepted = ""
     if growth is not None and "vocab_size" in differing:
@@ -37,14 +52,16 @@ def structure_check(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> 
             f"declares ({growth['vocab_size'] - growth['base_vocab_size']} added tokens{named})"
         )
     if not differing:
-        agreed = [key for key in STRUCTURAL_KEYS if not (accepted and key == "vocab_size")]
-        return InvariantCheck("structure", True, f"descriptions agree on {', '.join(agreed)}{accepted}")
+        agreed = [key for key in compared if not (accepted and key == "vocab_size")]
+        return InvariantCheck(
+            "structure", True, f"descriptions agree on {', '.join(agreed)}{accepted}{uncompared}"
+        )
     details = "; ".join(f"{k}: {baseline.get(k)!r} vs {subject.get(k)!r}" for k in differing)
     if "vocab_size" in differing and isinstance(subject.get(VOCAB_GROWTH_KEY), Mapping):
         details += (
             f" (the subject declares a vocab_growth of {dict(subject[VOCAB_GROWTH_KEY])!r}, another step)"
         )
-    return InvariantCheck("structure", False, f"baseline vs subject differ in {details}")
+    return InvariantCheck("structure", False, f"baseline vs subject differ in {details}{uncompared}")
 
 
 def tying_check(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> InvariantCheck:
