@@ -15,7 +15,7 @@ from accelerate import cpu_offload, disk_offload, dispatch_model
 from accelerate.utils import align_module_device, has_offloaded_params, offload_weight
 
 from invarlock.errors import OffloadStoreError, UnsupportedOperationError
-from invarlock.testing import differing_tensors, mutate_weights
+from invarlock.testing import differing_tensors, full_state, mutate_weights
 from invarlock_hf.testing import save_tiny_checkpoint
 from invarlock_torch import (
     restore_chunked_snapshot,
@@ -148,7 +148,7 @@ def test_disk_offloaded_model_round_trips_bit_exactly(
     disk_offloaded: Any, gpt2_path: Path, tmp_path: Path
 ) -> None:
     reference = load(gpt2_path)  # the same checkpoint, every weight in memory
-    expected = reference.state_dict()
+    expected = full_state(reference)  # non-persistent buffers too (4.57's GPT-2 keeps attn.bias)
     for snapshot in (take_snapshot(disk_offloaded), take_snapshot(read_back(disk_offloaded, tmp_path))):
         held = dict(zip((slot.names[0] for slot in snapshot.layout.slots), snapshot.tensors, strict=True))
         assert sum(len(slot.names) for slot in snapshot.layout.slots) == len(expected)
@@ -156,9 +156,12 @@ def test_disk_offloaded_model_round_trips_bit_exactly(
             "the disk-offloaded block was not captured"
         )
         assert not differing_tensors({n: expected[n] for n in held}, held)
+        parameters = {name for name, _ in reference.named_parameters()}
         assert {
-            slot.device for slot in snapshot.layout.slots if slot.names[0].startswith("transformer.h.1.")
-        } == {"disk"}
+            slot.device
+            for slot in snapshot.layout.slots
+            if slot.names[0].startswith("transformer.h.1.") and slot.names[0] in parameters
+        } == {"disk"}, "the offloaded block's weights were captured from disk"  # buffers stay in memory
 
 
 def read_back(model: Any, tmp_path: Path) -> Any:
@@ -192,6 +195,10 @@ def test_disk_offloaded_model_edit_then_restore_gives_the_original_logits(
     assert model.transformer.h[1].attn.c_attn.weight.device.type == "meta", "restore changed the dispatch"
 
 
+@pytest.mark.skipif(
+    int(transformers.__version__.split(".")[0]) < 5,
+    reason="transformers 4.57 cannot load a model wholly on disk (safetensors: device disk is invalid)",
+)
 @pytest.mark.parametrize("kind", ["memory", "chunked"])
 def test_model_wholly_on_disk_keeps_its_tied_weights_one_tensor(
     kind: str, gpt2_path: Path, tmp_path: Path
