@@ -135,7 +135,7 @@ def test_run_edits_and_restores_a_peft_model(
     config = tmp_path / "run.yaml"
     config.write_text(
         f"model: {{id: {demo_lora}, device: cpu, snapshot: {snapshot}}}\n"
-        "dataset: {seq_len: 64, windows: 8}\n"
+        "dataset: {seq_len: 48, windows: 32}\n"  # the gate's minimum evidence
         "eval: {gate: {bootstrap: 200}}\n"
         "edit: {name: quant_rtn, plan: {bitwidth: 2}}\n"
         f"output: {{dir: {tmp_path / 'out'}}}\n"
