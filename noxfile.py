@@ -7,6 +7,7 @@ constraints/test.txt: an unpinned torch pulls several GB of CUDA wheels.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -38,7 +39,10 @@ def install(session: nox.Session, *requirements: str) -> None:
 
 
 def pytest(session: nox.Session, *paths: str) -> None:
-    session.run("pytest", *paths, *session.posargs, env=TEST_ENV)
+    # certify's baseline cache goes to the session's own directory, never the user's cache
+    cache = Path(session.create_tmp()) / "invarlock-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    session.run("pytest", *paths, *session.posargs, env={**TEST_ENV, "INVARLOCK_CACHE_DIR": str(cache)})
 
 
 @nox.session
@@ -183,6 +187,26 @@ def integration(session: nox.Session) -> None:
         "tests-integration/requirements.txt",
     )
     pytest(session, "tests-integration")
+
+
+BROWSER_PACKAGES = ("chromium", "poppler-utils")
+"""Debian packages the browser session needs: headless Chromium, and pdftoppm/pdftotext."""
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """The HTML certificate in headless Chromium: print contrast, 400 px layout, no fetches.
+
+    Installs Debian's chromium and poppler-utils with apt-get when they are missing and this runs
+    as root; elsewhere the tests skip with the reason, unless INVARLOCK_REQUIRE_BROWSER=1 (CI).
+    """
+    missing = shutil.which("chromium") is None or shutil.which("pdftoppm") is None
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env)
+        session.run("apt-get", "install", "-y", "-qq", *BROWSER_PACKAGES, external=True, env=env)
+    install(session, package("core", "test"))
+    pytest(session, "packages/invarlock-core/tests-browser")
 
 
 @nox.session

@@ -1,4 +1,5 @@
-"""Wall time of `invarlock plugins adapters --json`, against a bare interpreter start in the same run.
+"""Wall time of `invarlock plugins adapters --json` and `invarlock env`, against a bare interpreter
+start in the same run.
 
 Usage: python bench/bench_listing.py [--runs N]
 
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 LISTING = [sys.executable, "-m", "invarlock.cli", "plugins", "adapters", "--json"]
+ENV = [sys.executable, "-m", "invarlock.cli", "env"]
 BARE = [sys.executable, "-c", "pass"]
 HEAVY = ("torch", "transformers")
 
@@ -64,6 +66,7 @@ def main() -> int:
     timings(BARE, 1)
     bare_wall, bare_cpu = timings(BARE, args.runs)
     wall, cpu = timings(LISTING, args.runs)
+    env_wall, env_cpu = timings(ENV, args.runs)
     statuses: dict[str, int] = {}
     for item in listing["adapters"]:
         statuses[item["status"]] = statuses.get(item["status"], 0) + 1
@@ -75,7 +78,9 @@ def main() -> int:
     print(f"median of {args.runs} runs            wall      cpu")
     print(f"  python -c pass                    {bare_wall * 1000:5.0f} ms  {bare_cpu * 1000:5.0f} ms")
     print(f"  invarlock plugins adapters --json {wall * 1000:5.0f} ms  {cpu * 1000:5.0f} ms")
+    print(f"  invarlock env                     {env_wall * 1000:5.0f} ms  {env_cpu * 1000:5.0f} ms")
     print(f"  ratio listing / bare              {wall / bare_wall:6.1f}x  {cpu / bare_cpu:6.1f}x")
+    print(f"  ratio env / bare                  {env_wall / bare_wall:6.1f}x  {env_cpu / bare_cpu:6.1f}x")
     return 0
 
 

@@ -7,8 +7,11 @@ Builds a llama-shaped checkpoint (hidden 1024, 8 layers, vocab 32000, fp32: abou
 temp dir, then runs itself under ``torch.distributed.run --nproc-per-node 2`` (gloo, CPU). Each rank
 loads it with ``tp_plan="auto"`` (weights are DTensors sharded across the two ranks) and times the
 engine's snapshot, restore, chunked snapshot and chunked restore on the model against the bare
-operations of snapshot_timing.py on that rank's local shards (the same bytes). Both ranks print
-their table; the ranks share the machine's cores, so compare the ratios, not the times.
+operations of snapshot_timing.py on that rank's local shards (the same bytes), with the same rows
+(the chunked snapshot also against a durable save: save_file plus an fsync, as the engine fsyncs
+every file). The ranks pass a barrier before every timed run, so both run the baseline at the same
+time and both run the engine at the same time: each side meets the same contention for the cores
+and the disk. Both ranks print their table; compare the ratios, not the times.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ def rank_main(checkpoint: Path, work: Path, repeats: int) -> bool:
     )
     rank_work = work / f"rank{rank}"
     rank_work.mkdir(parents=True, exist_ok=True)
-    rows = time_snapshot_operations(local, engine, rank_work, repeats)
+    rows = time_snapshot_operations(local, engine, rank_work, repeats, synchronize=dist.barrier)
     megabytes = sum(t.numel() * t.element_size() for t in local.values()) / 1e6
     dist.barrier()
     for turn in range(dist.get_world_size()):  # one table at a time

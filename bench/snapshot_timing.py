@@ -115,11 +115,14 @@ def interleaved(
     repeats: int,
     *,
     between: Callable[[], None] = lambda: None,
+    synchronize: Callable[[], None] = lambda: None,
     target: float | None = None,
 ) -> Row:
+    """Time ``baseline`` and ``ours`` in turn; ``synchronize`` runs (untimed) before each run."""
     row = Row(operation, Timings(), Timings(), target)
     for _ in range(repeats):
         for run, timings in ((baseline, row.bare), (ours, row.ours)):
+            synchronize()
             cpu, start = _cpu_seconds(), time.perf_counter()
             result = run()
             timings.wall.append(time.perf_counter() - start)
@@ -162,8 +165,14 @@ def time_snapshot_operations(
     work: Path,
     repeats: int,
     operations: Iterable[str] = tuple(TARGETS),
+    *,
+    synchronize: Callable[[], None] = lambda: None,
 ) -> list[Row]:
-    """Time each of ``operations`` against its baseline on ``tensors`` (what both sides copy)."""
+    """Time each of ``operations`` against its baseline on ``tensors`` (what both sides copy).
+
+    :param synchronize: run before each timed run: processes timed side by side (tensor-parallel
+        ranks) pass a barrier, so every process runs the baseline, or ours, at the same time.
+    """
     import shutil
 
     from safetensors.torch import load_file, save_file
@@ -175,7 +184,16 @@ def time_snapshot_operations(
         def clone_all() -> list[torch.Tensor]:  # to the CPU, as a snapshot is (a clone, on a CPU model)
             return [t.to("cpu", copy=True) for t in tensors.values()]
 
-        rows.append(interleaved("snapshot", clone_all, ours.snapshot, repeats, target=TARGETS["snapshot"]))
+        rows.append(
+            interleaved(
+                "snapshot",
+                clone_all,
+                ours.snapshot,
+                repeats,
+                synchronize=synchronize,
+                target=TARGETS["snapshot"],
+            )
+        )
     if "restore" in wanted:
         copies = {name: t.to("cpu", copy=True) for name, t in tensors.items()}
         saved = ours.snapshot()
@@ -185,7 +203,14 @@ def time_snapshot_operations(
                 t.copy_(copies[name])
 
         rows.append(
-            interleaved("restore", bare_copy, lambda: ours.restore(saved), repeats, target=TARGETS["restore"])
+            interleaved(
+                "restore",
+                bare_copy,
+                lambda: ours.restore(saved),
+                repeats,
+                synchronize=synchronize,
+                target=TARGETS["restore"],
+            )
         )
         del copies, saved
 
@@ -213,6 +238,7 @@ def time_snapshot_operations(
                 lambda: written.append(ours.snapshot_chunked(work)),
                 repeats,
                 between=clean,
+                synchronize=synchronize,
                 target=TARGETS["chunked snapshot"],
             )
         )
@@ -223,6 +249,7 @@ def time_snapshot_operations(
                 lambda: written.append(ours.snapshot_chunked(work)),
                 repeats,
                 between=clean,
+                synchronize=synchronize,
                 target=TARGETS["chunked snapshot"],
             )
         )
@@ -242,9 +269,25 @@ def time_snapshot_operations(
             checksum_pass(baseline_file)
 
         target = TARGETS["chunked restore"]
-        rows.append(interleaved("chunked restore", bare_load, restore, repeats, target=target))
-        rows.append(interleaved("  CRC-32 pass", bare_load, lambda: checksum_pass(baseline_file), repeats))
-        rows.append(interleaved("  vs its floor", floor, restore, repeats, target=FLOOR_TARGET))
+        rows.append(
+            interleaved(
+                "chunked restore", bare_load, restore, repeats, synchronize=synchronize, target=target
+            )
+        )
+        rows.append(
+            interleaved(
+                "  CRC-32 pass",
+                bare_load,
+                lambda: checksum_pass(baseline_file),
+                repeats,
+                synchronize=synchronize,
+            )
+        )
+        rows.append(
+            interleaved(
+                "  vs its floor", floor, restore, repeats, synchronize=synchronize, target=FLOOR_TARGET
+            )
+        )
         shutil.rmtree(path)
         baseline_file.unlink()
     return rows

@@ -245,6 +245,13 @@ def test_identical_models_pass_with_ratio_one(
     assert cert["stats"]["windows"] == 32 and len(cert["dataset"]["windows"]["window_ids"]) == 32
     assert cert["metric"] == {"kind": "ppl_causal", "role": "causal"}
     assert cert["invariants"]["passed"]
+    distribution = cert["distribution"]
+    assert distribution["top_k"] == 16 and distribution["tokens"] == cert["stats"]["tokens"]
+    assert distribution["kl"] == {"mean": 0.0, "ci": [0.0, 0.0], "p99": 0.0, "unit": "nats/token"}
+    assert distribution["top1_agreement"] == {"rate": 1.0, "ci": [1.0, 1.0]}
+    assert distribution["delta_p"] == {"rms": 0.0, "rms_ci": [0.0, 0.0], "max": 0.0}
+    assert "lower bound of the exact KL" in distribution["approximation"]
+    assert "KL 0.00000 nats/token" in out and "top-1 agreement 1.0000" in out
     assert cert["baseline"]["identity"] == {
         **cert["subject"]["identity"],
         "hashing": cert["baseline"]["identity"]["hashing"],
@@ -277,6 +284,97 @@ def test_identical_models_pass_with_ratio_one(
     listed = {a["name"]: a for a in cert["plugins"]["adapters"]}
     assert listed["hf_causal"]["status"] == "ready" and listed["hf_causal"]["distribution"] == "invarlock-hf"
     assert {"hf_bnb", "hf_gptq", "hf_awq", "hf_causal_onnx"} <= set(listed), "every known adapter is listed"
+
+
+# -- per-side load options and accelerate placement ---------------------------------------------
+
+OFFLOAD_MEMORY = {"cpu": "100KB"}
+"""Room on the CPU for the embeddings and little more: accelerate puts the rest on disk."""
+
+
+def offload_flags(tmp_path: Path) -> list[str]:
+    folder = str(tmp_path / "offload")
+    return ["--device-map", "auto", "--max-memory", json.dumps(OFFLOAD_MEMORY), "--offload-folder", folder]
+
+
+def test_offloaded_certify_scores_what_the_in_memory_one_scores(
+    capsys: pytest.CaptureFixture[str], causal: Path, causal_rtn8: Path, tmp_path: Path, validate: Any
+) -> None:
+    pair = ["--baseline", str(causal), "--subject", str(causal_rtn8)]
+    certify(capsys, *pair, "--out", str(tmp_path / "memory"), *FAST)
+    code, out, _ = certify(
+        capsys, *pair, "--out", str(tmp_path / "offloaded"), *FAST, *offload_flags(tmp_path)
+    )
+    memory, offloaded = read_certificate(tmp_path / "memory"), read_certificate(tmp_path / "offloaded")
+    validate(offloaded, "certificate.v1.json")
+    assert code == 0, out
+    for key in ("baseline_ppl", "subject_ppl", "ratio", "mean_delta_log_loss"):
+        assert offloaded["stats"][key] == pytest.approx(memory["stats"][key], rel=1e-6, abs=1e-9), key
+    assert offloaded["stats"]["ci"] == pytest.approx(memory["stats"]["ci"], rel=1e-6)
+    recorded = {
+        "device": "cpu",
+        "device_map": "auto",
+        "max_memory": OFFLOAD_MEMORY,
+        "offload_folder": str(tmp_path / "offload"),
+    }
+    for side in ("baseline", "subject"):
+        block = offloaded[side]
+        assert block["load_options"] == recorded
+        assert set(block["placement"]) == {"cpu", "disk"}, block["placement"]
+        assert "model.embed_tokens" in block["placement"]["cpu"]
+        assert memory[side]["placement"] is None and memory[side]["load_options"] == {"device": "cpu"}
+        assert block["weights"]["transformed"], "disk-offloaded weights are listed, not compared"
+        assert not block["weights"]["differing"]
+    assert offloaded["load_options"] == recorded and "subject_load_options" not in offloaded
+    assert offloaded["certificate_id"] != memory["certificate_id"], "load options are part of the question"
+    assert "baseline placement: cpu: model.embed_tokens" in out and "disk: " in out
+    markdown = (tmp_path / "offloaded" / "certificate.md").read_text()
+    assert (
+        "| placement | cpu: model.embed_tokens" in markdown
+        and "| loaded with | device cpu; device_map auto" in markdown
+    )
+
+
+def test_each_side_is_loaded_with_its_own_options(
+    capsys: pytest.CaptureFixture[str], causal: Path, causal_rtn8: Path, tmp_path: Path, validate: Any
+) -> None:
+    baseline = [
+        f"--baseline-option={option}"
+        for option in ("device_map=auto", f"max_memory={json.dumps(OFFLOAD_MEMORY)}")
+    ]
+    code, out, _ = certify(
+        capsys,
+        "--baseline", str(causal), "--subject", str(causal_rtn8), "--out", str(tmp_path), *FAST,
+        *baseline, "--baseline-option", f"offload_folder={tmp_path / 'offload'}",
+        "--subject-option", "dtype=float32",
+    )  # fmt: skip
+    cert = read_certificate(tmp_path)
+    validate(cert, "certificate.v1.json")
+    assert code == 0, out
+    assert set(cert["baseline"]["placement"]) == {"cpu", "disk"} and cert["subject"]["placement"] is None
+    assert cert["subject"]["load_options"] == {"device": "cpu", "dtype": "float32"}
+    assert cert["baseline"]["load_options"]["device_map"] == "auto"
+    assert cert["load_options"] == {"device": "cpu"}, "top level: what both sides share"
+    assert cert["subject_load_options"] == {"dtype": "float32"}
+    assert "subject placement" not in out and "baseline placement: " in out
+
+
+def test_a_load_option_the_adapter_does_not_accept_is_refused_before_loading(
+    capsys: pytest.CaptureFixture[str], causal: Path, tmp_path: Path
+) -> None:
+    code, _, err = certify(
+        capsys, "--baseline", str(causal), "--subject", str(causal), "--out", str(tmp_path / "out"), *FAST,
+        "--subject-option", "device_mapp=auto",
+    )  # fmt: skip
+    assert code == 2 and not (tmp_path / "out").exists()
+    assert "[load_option_invalid]" in err
+    assert "load option 'device_mapp' of the subject is not one adapter hf_causal accepts" in err
+    assert "did you mean device_map?" in err
+    code, _, err = certify(
+        capsys, "--baseline", str(causal), "--subject", str(causal), "--out", str(tmp_path / "out"), *FAST,
+        "--baseline-option", "num_hidden_layers=1",
+    )  # fmt: skip
+    assert code == 2 and "'num_hidden_layers' of the baseline is not one adapter hf_causal accepts" in err
 
 
 def test_windows_and_certificate_id_are_identical_across_runs_and_path_spellings(
@@ -429,6 +527,10 @@ def test_8bit_rtn_subject_passes(
     assert 0.97 < cert["stats"]["ratio"] < 1.03
     assert cert["stats"]["ratio"] != 1.0, "the 8-bit edit changed the weights"
     assert cert["tokenizer"]["shared"]
+    kl, top1 = cert["distribution"]["kl"], cert["distribution"]["top1_agreement"]
+    assert 0 < kl["ci"][0] <= kl["mean"] <= kl["ci"][1] < 0.01 and kl["p99"] > kl["mean"]
+    assert 0.9 < top1["ci"][0] <= top1["rate"] <= top1["ci"][1] <= 1.0
+    assert cert["gate"]["max_kl"] is None and cert["gate"]["distribution_passed"] is None
 
 
 def test_2bit_rtn_subject_fails_with_exit_1(
@@ -447,6 +549,73 @@ def test_2bit_rtn_subject_fails_with_exit_1(
     assert cert["invariants"]["passed"], "quantization keeps structure, tying and finite weights"
     markdown = (tmp_path / "certificate.md").read_text()
     assert markdown.startswith("# InvarLock certificate: ❌ FAIL")
+    assert cert["distribution"]["kl"]["mean"] > 0.1
+    assert cert["distribution"]["top1_agreement"]["rate"] < 0.9
+    assert "| KL(baseline‖subject), mean |" in markdown
+
+
+def test_distribution_gates_fail_a_subject_the_ratio_passes(
+    capsys: pytest.CaptureFixture[str], causal: Path, causal_rtn8: Path, tmp_path: Path, validate: Any
+) -> None:
+    gates = ["--max-kl", "0", "--min-top1-agreement", "1"]
+    code, out, _ = certify(
+        capsys,
+        "--baseline",
+        str(causal),
+        "--subject",
+        str(causal_rtn8),
+        "--out",
+        str(tmp_path),
+        *FAST,
+        *gates,
+    )
+    cert = read_certificate(tmp_path)
+    validate(cert, "certificate.v1.json")
+    assert code == 1 and cert["verdict"] == "FAIL"
+    gate = cert["gate"]
+    assert gate["ratio_passed"] and not gate["distribution_passed"]
+    assert (gate["max_kl"], gate["min_top1_agreement"]) == (0.0, 1.0)
+    assert "mean KL's 95% interval <= 0 nats/token" in gate["rule"]
+    assert "upper bound exceeds 0" in cert["reasons"][1] and cert["reasons"][1].startswith("mean KL ")
+    assert "lower bound below 1" in cert["reasons"][2]
+    assert "upper bound exceeds 0" in out
+
+
+def test_top_k_0_turns_the_distribution_metrics_off_and_a_distribution_gate_is_refused(
+    capsys: pytest.CaptureFixture[str], causal: Path, tmp_path: Path, validate: Any
+) -> None:
+    code, _, _ = certify(
+        capsys,
+        "--baseline",
+        str(causal),
+        "--subject",
+        str(causal),
+        "--out",
+        str(tmp_path),
+        *FAST,
+        "--top-k",
+        "0",
+    )
+    cert = read_certificate(tmp_path)
+    validate(cert, "certificate.v1.json")
+    assert code == 0 and "distribution" not in cert
+    code, _, err = certify(
+        capsys,
+        "--baseline",
+        str(causal),
+        "--subject",
+        str(causal),
+        "--out",
+        str(tmp_path / "gated"),
+        *FAST,
+        "--top-k",
+        "0",
+        "--max-kl",
+        "0.1",
+    )
+    assert_usage_error(
+        code, err, tmp_path / "gated", "argument_invalid", "--max-kl gates a distribution metric"
+    )
 
 
 def test_gate_threshold_is_configurable(
@@ -490,7 +659,7 @@ def test_too_little_evidence_is_inconclusive_only_when_asked_and_never_passes(
         assert cert["gate"]["allow_inconclusive"] and cert["reasons"][1].startswith("INCONCLUSIVE: ")
         assert (out_dir / "certificate.md").read_text().startswith("# InvarLock certificate: ⚠️ INCONCLUSIVE")
         assert (
-            '<div class="verdict INCONCLUSIVE"><h1>INCONCLUSIVE</h1>'
+            '<header class="verdict INCONCLUSIVE">\n<h1><span class="word">INCONCLUSIVE</span>'
             in (out_dir / "certificate.html").read_text()
         )
 
@@ -501,10 +670,11 @@ def test_html_certificate_is_standalone(
     certify(capsys, "--baseline", str(causal), "--subject", str(causal_rtn2), "--out", str(tmp_path), *FAST)
     page = (tmp_path / "certificate.html").read_text()
     assert page.startswith("<!DOCTYPE html>")
-    assert '<div class="verdict FAIL"><h1>FAIL</h1>' in page
+    assert '<header class="verdict FAIL">\n<h1><span class="word">FAIL</span>' in page
     for fetch in ("<script", "<link", "src=", "@import", "url("):
         assert fetch not in page
-    assert page.count("<svg") == 2 and page.count("<title>window ") == 32
+    # three charts (interval, per-window, histogram), each drawn for wide and narrow screens
+    assert page.count("<svg") == 6 and page.count("<title>window ") == 2 * 32
     assert "model_type" in page and "kv_heads_per_layer" in page and "invarlock_core" in page
 
 
@@ -606,6 +776,12 @@ def test_other_roles_use_their_own_metric(
     )
     edited = read_certificate(tmp_path / "edited")
     assert edited["stats"]["ratio"] != 1.0
+    assert same["distribution"]["tokens"] == same["stats"]["tokens"], "the scored positions: labels kept"
+    assert same["distribution"]["kl"]["mean"] == 0.0 and same["distribution"]["top1_agreement"]["rate"] == 1.0
+    assert (
+        edited["distribution"]["kl"]["mean"] > 0
+        and edited["distribution"]["tokens"] == edited["stats"]["tokens"]
+    )
     assert code == (0 if edited["gate"]["passed"] else 1)
 
 
@@ -826,6 +1002,7 @@ def test_run_noop_passes_with_exactly_one(
     assert report["restore"]["performed"] is False
     assert {a["name"] for a in report["context"]["plugins"]["adapters"]} >= {"hf_causal", "hf_auto"}
     assert report["config"]["model"]["dtype"] == "float32"
+    assert report["distribution"]["kl"]["mean"] == 0.0 and report["config"]["eval"]["top_k"] == 16
 
 
 @pytest.mark.parametrize("mode", ["memory", "chunked"])
@@ -844,6 +1021,7 @@ def test_run_failing_edit_is_restored_and_proved(
     assert restore["performed"] and restore["verified"] is True
     assert restore["tensors"] > 0
     assert report["edit"]["summary"]["modules"] == 14 and report["edit"]["summary"]["bitwidth"] == 2
+    assert report["distribution"]["kl"]["mean"] > 0.1, "the edited model was compared with the unedited one"
     assert not list(tmp_path.glob("invarlock-snapshot-*")), "chunked snapshots are removed"
 
 
@@ -917,3 +1095,174 @@ def test_inference_only_adapter_with_an_edit_is_refused_before_any_work(
     missing_model = tmp_path / "not-even-there"
     code, _, err = run(capsys, write_config(tmp_path, missing_model, edit, adapter="sample_onnx"))
     assert_usage_error(code, err, tmp_path / "runs", "[edit_refused]", "sample_onnx is inference-only")
+
+
+# -- the baseline cache -------------------------------------------------------------------------
+# Each test has its own cache directory (conftest.py); within a test, certify runs share it.
+
+
+def cached_certify(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, baseline: Path, subject: Path, *extra: str
+) -> tuple[dict[str, Any], str]:
+    code, _, err = certify(
+        capsys,
+        "--baseline",
+        str(baseline),
+        "--subject",
+        str(subject),
+        "--out",
+        str(tmp_path / name),
+        *FAST,
+        *extra,
+    )
+    assert code in (0, 1), err
+    return read_certificate(tmp_path / name), err
+
+
+def judged(cert: dict[str, Any]) -> dict[str, Any]:
+    """What a certificate concludes, without when, how long, or where the baseline came from."""
+    return {
+        key: cert[key]
+        for key in (
+            "verdict",
+            "reasons",
+            "stats",
+            "gate",
+            "invariants",
+            "dataset",
+            "metric",
+            "certificate_id",
+        )
+    } | {"baseline": {k: v for k, v in cert["baseline"].items() if k != "identity"}}
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The model ids certify loads (through the real loader), in order."""
+    from invarlock.certification import sides
+
+    loaded: list[str] = []
+    real = sides.load_model
+
+    def load_model(chosen: Any, model_id: str, *args: Any) -> Any:
+        loaded.append(model_id)
+        return real(chosen, model_id, *args)
+
+    monkeypatch.setattr(sides, "load_model", load_model)
+    return loaded
+
+
+def test_a_second_certify_takes_the_baseline_from_the_cache_without_loading_it(
+    capsys: pytest.CaptureFixture[str],
+    causal: Path,
+    causal_rtn8: Path,
+    tmp_path: Path,
+    baseline_cache_dir: Path,
+    loads: list[str],
+    validate: Any,
+) -> None:
+    cold, _ = cached_certify(capsys, tmp_path, "cold", causal, causal_rtn8)
+    assert loads == [str(causal), str(causal_rtn8)]
+    miss = cold["baseline_cache"]
+    assert (
+        miss["enabled"]
+        and not miss["hit"]
+        and miss["detail"] == "no entry; the baseline was scored and stored"
+    )
+    assert Path(miss["path"]).is_file() and Path(miss["path"]).is_relative_to(baseline_cache_dir)
+    warm, _ = cached_certify(capsys, tmp_path, "warm", causal, causal_rtn8)
+    assert loads[2:] == [str(causal_rtn8)]  # the baseline was not loaded
+    hit = warm["baseline_cache"]
+    assert hit["hit"] and hit["key"] == miss["key"] and hit["path"] == miss["path"]
+    assert hit["detail"] == "found; the baseline was not loaded"
+    assert judged(warm) == judged(cold)
+    assert warm["baseline"]["identity"]["digest"] == cold["baseline"]["identity"]["digest"]
+    validate(warm, "certificate.v1.json")
+    markdown = (tmp_path / "warm" / "certificate.md").read_text()
+    assert f"**Baseline cache:** hit (key {hit['key'][:16]}…)" in markdown
+    page = (tmp_path / "warm" / "certificate.html").read_text()
+    assert "yes: the baseline was not scored again" in page and "found; the baseline was not loaded" in page
+
+
+def test_any_change_to_the_key_misses(
+    capsys: pytest.CaptureFixture[str], causal: Path, tmp_path: Path, loads: list[str]
+) -> None:
+    keys = set()
+    for name, extra in (
+        ("first", ()),
+        ("bf16", ("--dtype", "bfloat16")),
+        ("more-windows", ("--windows", "33")),
+        ("shorter", ("--seq-len", "40")),
+    ):
+        cert, _ = cached_certify(capsys, tmp_path, name, causal, causal, *extra)
+        assert not cert["baseline_cache"]["hit"], name
+        keys.add(cert["baseline_cache"]["key"])
+    assert len(keys) == 4
+    again, _ = cached_certify(capsys, tmp_path, "again", causal, causal, "--dtype", "bfloat16")
+    assert again["baseline_cache"]["hit"]
+
+
+def test_a_one_byte_change_in_a_baseline_shard_misses(
+    capsys: pytest.CaptureFixture[str], causal: Path, tmp_path: Path
+) -> None:
+    baseline = tmp_path / "baseline"
+    shutil.copytree(causal, baseline)
+    first, _ = cached_certify(capsys, tmp_path, "first", baseline, causal)
+    shard = baseline / "model.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0x01  # the lowest mantissa bit of the file's last weight
+    shard.write_bytes(bytes(data))
+    changed, _ = cached_certify(capsys, tmp_path, "changed", baseline, causal)
+    assert not changed["baseline_cache"]["hit"]
+    assert changed["baseline_cache"]["key"] != first["baseline_cache"]["key"]
+    assert changed["baseline"]["identity"]["digest"] != first["baseline"]["identity"]["digest"]
+
+
+def test_no_cache_neither_reads_nor_writes(
+    capsys: pytest.CaptureFixture[str],
+    causal: Path,
+    tmp_path: Path,
+    baseline_cache_dir: Path,
+    loads: list[str],
+) -> None:
+    cached_certify(capsys, tmp_path, "stored", causal, causal)
+    stored = sorted(baseline_cache_dir.rglob("*"))
+    cert, _ = cached_certify(capsys, tmp_path, "off", causal, causal, "--no-cache")
+    assert cert["baseline_cache"] == {
+        "enabled": False,
+        "hit": False,
+        "key": None,
+        "path": None,
+        "detail": "disabled (--no-cache)",
+    }
+    assert loads == [str(causal)] * 4
+    assert sorted(baseline_cache_dir.rglob("*")) == stored
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated"])
+def test_a_corrupt_entry_is_ignored_warned_and_rewritten(
+    capsys: pytest.CaptureFixture[str], causal: Path, causal_rtn8: Path, tmp_path: Path, damage: str
+) -> None:
+    first, _ = cached_certify(capsys, tmp_path, "first", causal, causal_rtn8)
+    entry = Path(first["baseline_cache"]["path"])
+    data = bytearray(entry.read_bytes())
+    if damage == "flipped byte":
+        data[len(data) // 2] ^= 0x40
+    else:
+        del data[-100:]
+    entry.write_bytes(bytes(data))
+    second, err = cached_certify(capsys, tmp_path, "second", causal, causal_rtn8)
+    warning = (
+        f"invarlock: warning: baseline cache entry {entry} is corrupt (its checksum does not match its "
+        "content: truncated or altered); it is ignored, the baseline is scored again and the entry rewritten"
+    )
+    assert err.count("invarlock: warning:") == 1 and warning in err, err
+    block = second["baseline_cache"]
+    assert not block["hit"] and block["key"] == first["baseline_cache"]["key"]
+    assert block["detail"].startswith("the entry was corrupt (its checksum") and block["detail"].endswith(
+        "; the baseline was scored and stored"
+    )
+    assert judged(second) == judged(first)
+    third, err = cached_certify(capsys, tmp_path, "third", causal, causal_rtn8)
+    assert third["baseline_cache"]["hit"] and "warning" not in err
+    assert judged(third) == judged(first)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 
@@ -44,7 +46,33 @@ def test_demo_script_passes_the_8bit_edit_and_fails_the_2bit_edit(tmp_path: Path
         assert certificate["verdict"] == verdict
         assert certificate["dataset"]["source"] == "pydoc" and certificate["dataset"]["split"] == "eval"
         assert (tmp_path / f"certificate-{subject}" / "certificate.html").is_file()
+        markdown = (tmp_path / f"certificate-{subject}" / "certificate.md").read_text()
+        assert_markdown_reads_plainly(markdown, certificate)
+    assert_terminal_summary_fits_80_columns(done.stdout)
     assert_verify_confirms_and_rejects(tmp_path)
+
+
+BARE_NUMBER_CELL = re.compile(r"\|\s*-?\d+(?:\.\d+)?\s*(?=\|)")
+
+
+def assert_markdown_reads_plainly(markdown: str, certificate: dict[str, Any]) -> None:
+    """No ``None`` anywhere, only installed adapters under "Adapters installed", every number in a
+    table with its unit, and the units a reader needs in the text."""
+    assert not re.search(r"\bNone\b", markdown), [x for x in markdown.splitlines() if "None" in x]
+    installed = {a["name"] for a in certificate["plugins"]["adapters"] if a["version"] is not None}
+    table = markdown.split("## Adapters installed", 1)[1]
+    assert set(re.findall(r"^\| (\S+) \| ", table, flags=re.M)) - {"adapter"} == installed
+    assert [line for line in markdown.splitlines() if BARE_NUMBER_CELL.search(line)] == []
+    for unit in (" ppl |", " nats/token", " windows of ", " scored tokens", " s\n", " parameters |"):
+        assert unit in markdown, unit
+
+
+def assert_terminal_summary_fits_80_columns(stdout: str) -> None:
+    """What certify printed for each subject, up to the list of files it wrote (paths are never cut)."""
+    summaries = re.findall(r"^((?:PASS|FAIL): .*?)^  json:", stdout, flags=re.M | re.S)
+    assert len(summaries) == 2, stdout
+    for block in summaries:
+        assert max(len(line) for line in block.splitlines()) <= 80, block
 
 
 def verify(*args: str) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,7 @@ import pytest
 
 from invarlock.cli import main
 from invarlock.manager import DISABLE_ENV, reset_plugin_manager
+from invarlock.network import path_shaped
 
 
 @pytest.fixture(autouse=True)
@@ -183,3 +184,46 @@ def test_paths_that_are_not_checkpoint_directories_are_refused_as_such(
         assert message in line
         assert "set INVARLOCK_ALLOW_NETWORK=1" not in line
     assert not out.exists()
+
+
+def test_a_wrong_relative_path_under_a_local_directory_is_a_missing_path_not_a_hub_id(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``models/base`` beside an existing ``models/`` is what the user meant as a path: refused as
+    ``model_not_found`` naming the absolute path, with or without the network."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base").mkdir()
+    (tmp_path / "models").mkdir()
+    out = tmp_path / "out"
+    for network in ("0", "1"):
+        monkeypatch.setenv("INVARLOCK_ALLOW_NETWORK", network)
+        for subject, missing in (("models/base", "base"), ("my models/base", "my models")):
+            assert main(["certify", "--baseline", "base", "--subject", subject, "--out", str(out)]) == 2
+            line = error_line(capsys)
+            assert f"[model_not_found]: subject path {subject} does not exist" in line
+            assert f"({tmp_path / subject}: " in line and f"has no {missing}" in line
+            assert "INVARLOCK_ALLOW_NETWORK" not in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("model_id", "is_path"),
+    [
+        ("org/name", False),  # no local org/: a hub id
+        ("gpt2", False),
+        ("models/base", True),  # models/ is here
+        ("./models/base", True),
+        ("../base", True),
+        ("~/base", True),
+        ("/abs/base", True),
+        ("a/b/c", True),
+        ("org/my model", True),  # no hub id holds a space
+        ("org--x/name", True),
+    ],
+)
+def test_what_is_a_path_follows_what_the_user_meant(
+    model_id: str, is_path: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    assert path_shaped(model_id) is is_path

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from invarlock.certification.evaluation.distribution import DEFAULT_TOP_K
 from invarlock.config import dataset_spec, edit_plan, load_config, load_options, parse_config, window_count
 from invarlock.errors import ConfigError
 
@@ -73,6 +74,16 @@ def test_minimal_config_gets_defaults() -> None:
     assert dataset_spec(config) == ("pydoc", None)
     assert window_count(config) == 64
     assert load_options(config) == {"trust_remote_code": False}
+    assert config["eval"]["top_k"] == DEFAULT_TOP_K
+    assert config["eval"]["gate"]["max_kl"] is None and config["eval"]["gate"]["min_top1_agreement"] is None
+
+
+def test_distribution_keys_are_read() -> None:
+    raw = {"model": {"id": "m"}, "eval": {"top_k": 32, "gate": {"max_kl": 1, "min_top1_agreement": 0.9}}}
+    config = parse_config(raw)
+    assert config["eval"]["top_k"] == 32
+    assert config["eval"]["gate"]["max_kl"] == 1.0 and isinstance(config["eval"]["gate"]["max_kl"], float)
+    assert config["eval"]["gate"]["min_top1_agreement"] == 0.9
 
 
 def test_undeclared_model_keys_are_the_adapters_load_options() -> None:
@@ -176,6 +187,20 @@ def test_non_finite_max_ratio_in_a_yaml_file_is_refused(tmp_path: Path) -> None:
             "'eval.gate.max_ratio' must be a number",
         ),
         ({"model": {"id": "m"}, "eval": {"gate": {"confidence": 1}}}, "must be below 1"),
+        (
+            {"model": {"id": "m"}, "eval": {"gate": {"max_kl": "0.1"}}},
+            "'eval.gate.max_kl' must be a number or null, got '0.1'",
+        ),
+        ({"model": {"id": "m"}, "eval": {"gate": {"max_kl": -0.1}}}, "'eval.gate.max_kl' must be at least 0"),
+        (
+            {"model": {"id": "m"}, "eval": {"gate": {"min_top1_agreement": 1.5}}},
+            "'eval.gate.min_top1_agreement' is a rate between 0 and 1, got 1.5",
+        ),
+        ({"model": {"id": "m"}, "eval": {"top_k": -1}}, "'eval.top_k' must be at least 0"),
+        (
+            {"model": {"id": "m"}, "eval": {"top_k": 0, "gate": {"min_top1_agreement": 0.9}}},
+            "'eval.gate.min_top1_agreement' gates a distribution metric, but 'eval.top_k' 0 turns them off",
+        ),
         (["model"], "must be a YAML mapping"),
     ],
 )

@@ -11,8 +11,9 @@ SOURCE = Path(invarlock.__file__).parent
 ENGINE = "invarlock.certification"
 PLUGIN_MACHINERY = ("invarlock.adapters", "invarlock.manager", "invarlock.listing", "invarlock.hookspecs")
 SEAM = {"invarlock.certification.sides", "invarlock.certification.context"}
-ENGINE_USERS = {"invarlock.config"}
-"""Outside the engine and the CLI, only the run configuration takes the engine's defaults."""
+ENGINE_USERS = {"invarlock.config", "invarlock.testing"}
+"""Outside the engine and the CLI, only the run configuration takes the engine's defaults, and the
+conformance kit scores windows through the engine's own scoring path (the batch-invariance guarantee)."""
 
 
 def module_name(path: Path) -> str:

@@ -7,9 +7,10 @@ import random
 
 import pytest
 
+from invarlock.certification.evaluation.distribution import DistributionMetrics
 from invarlock.certification.evaluation.gate import MIN_TOKENS, MIN_WINDOWS, GatePolicy, InvariantCheck, judge
 from invarlock.certification.evaluation.invariants import finite_scores_check, structure_check, tying_check
-from invarlock.certification.evaluation.stats import WindowScore, paired_ratio, perplexity
+from invarlock.certification.evaluation.stats import WindowScore, paired_ratio, perplexity, ratio_intervals
 from invarlock.errors import InsufficientEvidenceError
 
 
@@ -167,3 +168,67 @@ def test_non_finite_window_losses_fail_the_output_check() -> None:
     bad = [*good, WindowScore(500, float("nan"), 100)]
     check = finite_scores_check("subject", bad)
     assert not check.passed and "500" in check.detail
+
+
+# -- distribution metrics: the shared bootstrap and the optional gates ------------------------------
+
+
+def test_every_series_is_resampled_with_the_ratios_windows() -> None:
+    base = scores(noisy(40, 13))
+    subject = scores(noisy(40, 14))
+    paired = paired_ratio(base, subject, bootstrap=500, seed=3)
+    deltas = [s.nll - b.nll for b, s in zip(base, subject, strict=True)]
+    tokens = [float(b.tokens) for b in base]
+    counts = [float(i % 7) for i in range(40)]
+    intervals = ratio_intervals([(counts, tokens), (deltas, tokens)], confidence=0.95, bootstrap=500, seed=3)
+    low, high = intervals[1]
+    assert (math.exp(low), math.exp(high)) == (paired.ci_low, paired.ci_high), (
+        "a series beside another is resampled as the ratio is, window for window"
+    )
+    assert intervals[0][0] < sum(counts) / sum(tokens) < intervals[0][1]
+    with pytest.raises(ValueError, match="one numerator and one denominator per window"):
+        ratio_intervals([(counts, tokens[:-1])], confidence=0.95, bootstrap=10, seed=0)
+
+
+def metrics(kl: tuple[float, float], top1: tuple[float, float]) -> DistributionMetrics:
+    return DistributionMetrics(
+        top_k=16,
+        tokens=4000,
+        kl_mean=sum(kl) / 2,
+        kl_ci=kl,
+        kl_p99=kl[1] * 10,
+        top1_rate=sum(top1) / 2,
+        top1_ci=top1,
+        delta_p_rms=0.01,
+        delta_p_rms_ci=(0.009, 0.011),
+        delta_p_max=0.2,
+    )
+
+
+def test_distribution_gates_are_off_by_default_and_bound_the_intervals_when_set() -> None:
+    base = scores(noisy(40, 15))
+    same = paired_ratio(base, base)
+    moved = metrics((0.02, 0.05), (0.90, 0.93))
+    off = judge(GatePolicy(), same, [], moved)
+    assert off.passed and off.distribution_passed is None and len(off.reasons) == 1
+
+    kl_gate = GatePolicy(max_kl=0.04)
+    failed = judge(kl_gate, same, [], moved)
+    assert not failed.passed and failed.ratio_passed and failed.distribution_passed is False
+    assert failed.reasons[1] == "mean KL 0.035 nats/token [0.02, 0.05]: upper bound exceeds 0.04"
+    assert "upper bound of the mean KL's 95% interval <= 0.04 nats/token" in kl_gate.rule
+    assert judge(GatePolicy(max_kl=0.05), same, [], moved).passed, "the bound itself is allowed"
+
+    top1_gate = GatePolicy(min_top1_agreement=0.92)
+    failed = judge(top1_gate, same, [], moved)
+    assert not failed.passed
+    assert failed.reasons[1] == "top-1 agreement 0.9150 [0.9000, 0.9300]: lower bound below 0.92"
+    passed = judge(GatePolicy(max_kl=0.1, min_top1_agreement=0.9), same, [], moved)
+    assert passed.passed and passed.distribution_passed is True and len(passed.reasons) == 3
+
+
+def test_a_distribution_gate_without_distribution_metrics_never_passes() -> None:
+    base = scores(noisy(40, 16))
+    result = judge(GatePolicy(max_kl=1.0), paired_ratio(base, base), [], None)
+    assert not result.passed and result.distribution_passed is False
+    assert "they were not computed (top_k 0)" in result.reasons[1]

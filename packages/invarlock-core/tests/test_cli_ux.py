@@ -22,6 +22,7 @@ import jsonschema
 import pytest
 
 import invarlock
+from invarlock.certification.progress import CI_ENV
 from invarlock.cli import build_parser, main
 from invarlock.cli.env import ENV_SCHEMA, ENVIRONMENT_VARIABLES
 from invarlock.cli.style import NO_COLOR_ENV, with_coloured_verdict
@@ -129,6 +130,44 @@ def test_ctrl_c_while_plugins_load_exits_130_without_a_traceback(
     assert "Traceback" not in stderr
     assert stderr.strip().startswith("invarlock: interrupted"), stderr
     assert stderr.strip().count("\n") == 0, stderr
+
+
+SLOW_CLI_IMPORT = """
+import importlib.abc, pathlib, runpy, sys, time
+
+class SlowSubcommand(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "invarlock.cli.certify":
+            pathlib.Path({marker!r}).write_text("importing")
+            time.sleep(60)
+        return None
+
+sys.meta_path.insert(0, SlowSubcommand())
+sys.argv = ["invarlock", "certify", "--help"]
+runpy.run_module("invarlock", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_ctrl_c_while_the_command_imports_its_own_modules_exits_130_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """SIGINT while ``python -m invarlock`` is still importing its subcommands' modules."""
+    marker = tmp_path / "importing"
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CLI_IMPORT.format(marker=str(marker))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=hear_ctrl_c,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "invarlock.cli.certify was never imported"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert (process.returncode, stderr.strip()) == (130, "invarlock: interrupted")
 
 
 # -- typos, abbreviations --------------------------------------------------------------------------
@@ -390,6 +429,7 @@ def test_top_level_help_lists_every_environment_variable(capsys: pytest.CaptureF
         DISABLE_ENV,
         CACHE_DIR_ENV,
         NO_COLOR_ENV,
+        CI_ENV,
     ]
     assert max(len(line) for line in text.splitlines()) <= 80
 
@@ -426,7 +466,8 @@ def test_env_json_matches_its_schema_and_the_machine() -> None:
     report = env_json(env={k: v for k, v in os.environ.items() if k != ALLOW_NETWORK_ENV})
     jsonschema.validate(report, ENV_SCHEMA_DOC)
     assert report["invarlock_core"] == invarlock.__version__
-    assert report["python"]["executable"] == sys.executable
+    # the console script may name the venv's python3 where pytest runs its python: one interpreter
+    assert os.path.realpath(report["python"]["executable"]) == os.path.realpath(sys.executable)
     for name, installed in report["backends"].items():
         try:
             expected: str | None = version(name)

@@ -139,3 +139,26 @@ def test_optional_describe_keys_in_hooks_md_are_the_validators() -> None:
     table = text.split("Optional keys, checked whenever present", 1)[1].split("\n\n", 2)[1]
     documented = re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE)
     assert sorted(documented) == sorted(OPTIONAL_KEYS), "hooks.md and OPTIONAL_KEYS differ"
+
+
+def shell_commands(markdown: str) -> list[str]:
+    """Every command of the ```bash blocks of a page, continuation lines joined."""
+    blocks = re.findall(r"```bash\n(.*?)```", markdown, flags=re.S)
+    return [command.strip() for block in blocks for command in block.replace("\\\n", " ").splitlines()]
+
+
+def test_certify_commands_in_scaling_md_parse_with_the_real_parser() -> None:
+    import shlex
+
+    from invarlock.cli import build_parser
+    from invarlock.cli.certify import side_options
+
+    commands = [c for c in shell_commands((DOCS / "scaling.md").read_text()) if " certify " in f" {c} "]
+    assert len(commands) >= 3
+    for command in commands:
+        words = shlex.split(command)
+        words = words[words.index("invarlock") + 1 :]  # `torchrun ... -m invarlock certify ...` too
+        args = build_parser().parse_args(words)
+        for side in ("baseline", "subject"):
+            options = side_options(args, side)
+            assert all(not key.startswith("-") for key in options.load_options), command

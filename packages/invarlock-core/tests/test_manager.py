@@ -200,8 +200,9 @@ class NotAnAdapter:
         (AdapterSpec("not_adapter", Role.CAUSAL, NotAnAdapter), "subclass of invarlock.adapters.Adapter"),  # type: ignore[arg-type]
         (AdapterSpec("str_backend", Role.CAUSAL, Adapter, backend="torch"), "tuple of strings"),  # type: ignore[arg-type]
         (AdapterSpec("bounded", Role.CAUSAL, Adapter, backend=("torch>=2",)), "bare distribution name"),
+        (AdapterSpec("keys", Role.CAUSAL, Adapter, load_options={"dtype"}), "frozenset of strings"),  # type: ignore[arg-type]
     ],
-    ids=["dict", "name", "role", "class", "backend-str", "backend-bounds"],
+    ids=["dict", "name", "role", "class", "backend-str", "backend-bounds", "load-options-set"],
 )
 def test_invalid_adapter_specs_make_the_plugin_an_error(returned: Any, expected: str) -> None:
     plugin = types.SimpleNamespace(invarlock_register_adapters=hookimpl(lambda: [returned]))

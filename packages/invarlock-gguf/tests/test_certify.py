@@ -16,7 +16,7 @@ from invarlock.certification.evaluate import WindowSettings
 from invarlock.errors import EditError, TokenizerMismatchError
 
 # Small enough for two cores, wide enough for a verdict: 32 windows of 128 tokens.
-OPTIONS = CertifyOptions(windows=WindowSettings(windows=32, seq_len=128), device="cpu")
+OPTIONS = CertifyOptions.for_both(device="cpu", windows=WindowSettings(windows=32, seq_len=128))
 
 
 @pytest.fixture(scope="module")

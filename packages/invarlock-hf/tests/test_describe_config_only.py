@@ -195,3 +195,16 @@ def test_hub_id_not_cached_is_refused_offline(
 def test_directory_without_config_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, str(tmp_path), "--config-only")
     assert code == 2 and "has no config.json" in err and "[load_failed]" in err
+
+
+def test_the_70b_arithmetic_in_scaling_md_is_what_describe_prints(tmp_path: Path) -> None:
+    from invarlock.cli.describe import describe_config, describe_text
+
+    directory = write_config("Llama-3.1-70B", tmp_path / "Llama-3.1-70B")
+    description = describe_config(str(directory), {})  # what `describe --config-only` prints, built once
+    page = (Path(__file__).resolve().parents[3] / "docs" / "scaling.md").read_text()
+    printed = "\n".join(describe_text(description, "headline")[1:])
+    assert printed in page, printed
+    memory = description["memory"]
+    assert f"`memory.parameters` {memory['parameters']}" in page
+    assert f"`memory.bytes_per_dtype.bfloat16`\n{memory['bytes_per_dtype']['bfloat16']}" in page

@@ -24,13 +24,21 @@ def test_every_model_type_is_described_or_refused_without_contradiction() -> Non
     contradictions: dict[str, list[str]] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # default configs warn about their own settings
-        for kind, model_type in sweep_model_types():
-            key = f"{kind}:{model_type}"
-            status, problems, _ = sweep_record(kind, model_type)
-            statuses[key] = status
-            if problems:
-                contradictions[key] = problems
-            gc.collect()
+        try:
+            for kind, model_type in sweep_model_types():
+                key = f"{kind}:{model_type}"
+                status, problems, _ = sweep_record(kind, model_type)
+                statuses[key] = status
+                if problems:
+                    contradictions[key] = problems
+                # Each model is freed before the next is built. What survives the collection
+                # (transformers' modules, imported as the sweep goes) is frozen, so the next
+                # collection scans only the objects of one model, not every object so far: it
+                # halved the sweep's CPU time.
+                gc.collect()
+                gc.freeze()
+        finally:
+            gc.unfreeze()  # the frozen objects go back to the collector for the rest of the session
     counts = collections.Counter(status.split(":", 1)[0] for status in statuses.values())
     seconds = time.perf_counter() - start
     print(f"\nsweep over {len(statuses)} (kind, model type) pairs in {seconds:.0f} s: {dict(counts)}")

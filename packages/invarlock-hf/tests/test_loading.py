@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
 import huggingface_hub.constants
 import pytest
 import torch
+import transformers
+from packaging.version import Version
 
 from invarlock.adapters import get_adapter
 from invarlock.errors import (
     CheckpointConfigError,
     CheckpointNotADirectoryError,
     ImplausibleConfigError,
+    InvalidLoadOptionError,
     ModelLoadError,
     ModelNotFoundError,
     NetworkDisabledError,
@@ -139,12 +143,29 @@ def test_a_device_that_does_not_exist_is_a_load_error(checkpoints: Any) -> None:
 
 def test_other_from_pretrained_arguments_pass_through(checkpoints: Any) -> None:
     adapter = get_adapter("hf_causal")
-    model = adapter.load_model(
-        checkpoints.path("llama"), device="cpu", attn_implementation="eager", num_hidden_layers=1
-    )
+    model = adapter.load_model(checkpoints.path("llama"), device="cpu", attn_implementation="eager")
     assert model.config._attn_implementation == "eager"
-    assert len(model.model.layers) == 1
-    assert adapter.describe(model)["n_layer"] == 1
+
+
+def test_a_keyword_that_would_change_the_model_is_refused_before_loading(checkpoints: Any) -> None:
+    # from_pretrained would take num_hidden_layers as a config override and build another model.
+    with pytest.raises(
+        InvalidLoadOptionError, match="'num_hidden_layers' is not one adapter hf_causal accepts"
+    ):
+        get_adapter("hf_causal").load_model(checkpoints.path("llama"), device="cpu", num_hidden_layers=1)
+    with pytest.raises(InvalidLoadOptionError, match=r"did you mean attn_implementation\?"):
+        get_adapter("hf_causal").load_model(
+            checkpoints.path("llama"), device="cpu", attn_implementaton="eager"
+        )
+
+
+def test_tp_plan_reaches_from_pretrained_where_transformers_takes_it() -> None:
+    kwargs = from_pretrained_kwargs({"tp_plan": "auto"})
+    if Version(transformers.__version__) >= Version("5"):  # 5.x deprecates the bare keyword
+        assert "tp_plan" not in kwargs and kwargs["distributed_config"].tp_plan == "auto"
+    else:
+        assert kwargs["tp_plan"] == "auto" and "distributed_config" not in kwargs
+    assert "distributed_config" not in from_pretrained_kwargs({"dtype": "float32"})
 
 
 def test_remote_code_is_refused_unless_trusted(remote_code_checkpoint: str) -> None:
@@ -206,9 +227,10 @@ def test_missing_local_path_is_not_found_not_a_network_error(missing: str, call:
     with pytest.raises(ModelNotFoundError) as caught:
         getattr(get_adapter("hf_causal"), call)(missing)
     assert caught.value.code == "model_not_found"
-    assert str(caught.value) == (
-        f"model path {missing} does not exist; pass an existing checkpoint directory or a hub id"
-    )
+    message = str(caught.value)
+    assert message.startswith(f"model path {missing} does not exist (")
+    assert f"({os.path.abspath(os.path.expanduser(missing))}: " in message
+    assert message.endswith("; pass an existing checkpoint directory or a hub id")
 
 
 def test_network_allowed_but_hub_offline_names_hf_hub_offline(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,12 +9,12 @@ that lives outside parameters and buffers.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
-from pathlib import Path
+from collections.abc import Generator
 from typing import Any
 
 from invarlock import hookimpl
 from invarlock.adapters import Adapter
+from invarlock.snapshot_hooks import ModuleSnapshots
 from invarlock.types import AdapterSpec, GuardSupport, Role, SnapshotSupport
 
 ADAPTER = "hf_bnb"
@@ -87,42 +87,8 @@ def invarlock_describe(model: Any) -> Generator[None, dict[str, Any] | None, dic
 
 # -- snapshots: answered before invarlock-hf's, which would miss the quantization state -----------
 
-
-@hookimpl(tryfirst=True)
-def invarlock_snapshot(model: Any, include: Sequence[str] | None, same_device: bool) -> Any | None:
-    if not _is_bnb_model(model):
-        return None
-    from invarlock_bnb import snapshot as bnb_snapshot
-
-    return bnb_snapshot.snapshot(model, include, same_device)
-
-
-@hookimpl(tryfirst=True)
-def invarlock_restore(model: Any, snapshot: Any) -> bool | None:
-    if not _is_bnb_model(model):
-        return None
-    from invarlock_bnb import snapshot as bnb_snapshot
-
-    bnb_snapshot.restore(model, snapshot)
-    return True
-
-
-@hookimpl(tryfirst=True)
-def invarlock_snapshot_chunked(
-    model: Any, directory: Path | None, include: Sequence[str] | None, shard_bytes: int | None
-) -> Path | None:
-    if not _is_bnb_model(model):
-        return None
-    from invarlock_bnb import snapshot as bnb_snapshot
-
-    return bnb_snapshot.snapshot_chunked(model, directory, include, shard_bytes)
-
-
-@hookimpl(tryfirst=True)
-def invarlock_restore_chunked(model: Any, path: Path) -> bool | None:
-    if not _is_bnb_model(model):
-        return None
-    from invarlock_bnb import snapshot as bnb_snapshot
-
-    bnb_snapshot.restore_chunked(model, path)
-    return True
+_snapshots = ModuleSnapshots(_is_bnb_model, "invarlock_bnb.snapshot")
+invarlock_snapshot = _snapshots.invarlock_snapshot
+invarlock_restore = _snapshots.invarlock_restore
+invarlock_snapshot_chunked = _snapshots.invarlock_snapshot_chunked
+invarlock_restore_chunked = _snapshots.invarlock_restore_chunked

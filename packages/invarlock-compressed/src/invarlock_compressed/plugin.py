@@ -10,12 +10,12 @@ module's scheme as settings a restore must find unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
-from pathlib import Path
+from collections.abc import Generator
 from typing import Any
 
 from invarlock import hookimpl
 from invarlock.adapters import Adapter
+from invarlock.snapshot_hooks import ModuleSnapshots
 from invarlock.types import AdapterSpec, GuardSupport, Role, SnapshotSupport
 from invarlock_compressed.modules import ADAPTER, METHOD, is_compressed_tensors_model
 
@@ -79,45 +79,11 @@ def invarlock_describe(model: Any) -> Generator[None, dict[str, Any] | None, dic
 
 # -- snapshots: answered before invarlock-hf's, to carry each module's scheme ---------------------
 
-
-@hookimpl(tryfirst=True)
-def invarlock_snapshot(model: Any, include: Sequence[str] | None, same_device: bool) -> Any | None:
-    if not is_compressed_tensors_model(model):
-        return None
-    from invarlock_compressed import snapshot as compressed_snapshot
-
-    return compressed_snapshot.snapshot(model, include, same_device)
-
-
-@hookimpl(tryfirst=True)
-def invarlock_restore(model: Any, snapshot: Any) -> bool | None:
-    if not is_compressed_tensors_model(model):
-        return None
-    from invarlock_compressed import snapshot as compressed_snapshot
-
-    compressed_snapshot.restore(model, snapshot)
-    return True
-
-
-@hookimpl(tryfirst=True)
-def invarlock_snapshot_chunked(
-    model: Any, directory: Path | None, include: Sequence[str] | None, shard_bytes: int | None
-) -> Path | None:
-    if not is_compressed_tensors_model(model):
-        return None
-    from invarlock_compressed import snapshot as compressed_snapshot
-
-    return compressed_snapshot.snapshot_chunked(model, directory, include, shard_bytes)
-
-
-@hookimpl(tryfirst=True)
-def invarlock_restore_chunked(model: Any, path: Path) -> bool | None:
-    if not is_compressed_tensors_model(model):
-        return None
-    from invarlock_compressed import snapshot as compressed_snapshot
-
-    compressed_snapshot.restore_chunked(model, path)
-    return True
+_snapshots = ModuleSnapshots(is_compressed_tensors_model, "invarlock_compressed.snapshot")
+invarlock_snapshot = _snapshots.invarlock_snapshot
+invarlock_restore = _snapshots.invarlock_restore
+invarlock_snapshot_chunked = _snapshots.invarlock_snapshot_chunked
+invarlock_restore_chunked = _snapshots.invarlock_restore_chunked
 
 
 __all__ = [

@@ -7,6 +7,7 @@ provides; when its distribution is missing, the ImportError names the ``pip inst
 from __future__ import annotations
 
 import contextlib
+import difflib
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,9 +15,22 @@ from typing import Any, ClassVar
 
 from invarlock.catalogue import BY_CLASS_NAME
 from invarlock.description import ModelDescription, validate_description
-from invarlock.errors import AdapterNotFoundError, PluginHookError
+from invarlock.errors import AdapterNotFoundError, InvalidLoadOptionError, PluginHookError
 from invarlock.network import check_model_path, hub_offline_unless_allowed, not_available_offline
-from invarlock.types import Resolution
+from invarlock.types import AdapterSpec, Resolution
+
+COMMON_LOAD_OPTIONS = (
+    "dtype",
+    "device_map",
+    "max_memory",
+    "offload_folder",
+    "revision",
+    "trust_remote_code",
+    "tp_plan",
+)
+"""The load options each side of a certify may be given besides its device; an adapter declares
+which it accepts, with its own (``AdapterSpec.load_options``)."""
+_TYPO_CUTOFF = 0.8
 
 
 def _manager() -> Any:
@@ -83,6 +97,7 @@ class Adapter:
             name = self._loading_adapter(model_id, options)
             manager = _manager()
             manager.require_ready(name)
+            check_load_options(manager.adapter_spec(name), from_pretrained_kwargs)
             model = self._load(
                 "invarlock_load_model", name, model_id, network, device=device, options=options
             )
@@ -178,6 +193,38 @@ class Adapter:
     def restore_chunked(self, model: Any, path: str | Path) -> None:
         """Restore in place from a chunked snapshot, verifying checksums before writing."""
         self._call("invarlock_restore_chunked", model, path=Path(path))
+
+
+def check_load_options(spec: AdapterSpec, options: Mapping[str, Any], given_to: str = "") -> None:
+    """Refuse a load option ``spec``'s adapter does not declare (``AdapterSpec.load_options``), naming
+    the closest one it does. An adapter that declares none gets every key, except one that reads
+    like a misspelt :data:`COMMON_LOAD_OPTIONS` key. ``given_to`` names whose options they are
+    (``the subject``) in the message."""
+    of = f" of {given_to}" if given_to else ""
+    if "device" in options:
+        raise InvalidLoadOptionError(
+            f"device{of} was given as a load option to adapter {spec.name}; it is a side's own setting "
+            "(load_model's device argument, --device, --SIDE-option device=...)"
+        )
+    declared = spec.load_options
+    if declared is None:
+        for key in options:
+            close = difflib.get_close_matches(key, COMMON_LOAD_OPTIONS, n=1, cutoff=_TYPO_CUTOFF)
+            if close and close[0] != key:
+                raise InvalidLoadOptionError(
+                    f"load option {key!r}{of} looks misspelt; did you mean {close[0]}? (adapter "
+                    f"{spec.name} declares no load options, so every other key is passed as given)"
+                )
+        return
+    unknown = sorted(key for key in options if key not in declared)
+    if not unknown:
+        return
+    close = difflib.get_close_matches(unknown[0], sorted(declared), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise InvalidLoadOptionError(
+        f"load option {unknown[0]!r}{of} is not one adapter {spec.name} accepts; "
+        f"{hint}it accepts {', '.join(sorted(declared))}"
+    )
 
 
 def get_adapter(name: str) -> Adapter:

@@ -21,10 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from invarlock.certification.evaluation.distribution import DEFAULT_TOP_K
 from invarlock.certification.evaluation.gate import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_MAX_RATIO
 from invarlock.certification.evaluation.scoring import DEFAULT_BATCH_SIZE
 from invarlock.certification.evaluation.windows import DEFAULT_SEED, DEFAULT_SEQ_LEN, DEFAULT_WINDOWS
-from invarlock.errors import ConfigError
+from invarlock.certification.structure_change import StructureChange
+from invarlock.certification.structure_change import parse as parse_structure_change
+from invarlock.errors import ConfigError, kind_of
 
 SNAPSHOT_MODES = ("auto", "memory", "chunked")
 DATASET_PROVIDERS = ("pydoc", "file", "hf", "wikitext2")
@@ -43,6 +46,7 @@ class Key:
 
 _STR, _INT, _BOOL, _NUM = (str,), (int,), (bool,), (int, float)
 _OPT_INT = (int, type(None))
+_OPT_NUM = (int, float, type(None))
 
 Schema = dict[str, "Key | Schema"]
 
@@ -53,6 +57,9 @@ MODEL: Schema = {
     "dtype": Key(_STR),
     "torch_dtype": Key(_STR),
     "device_map": Key((str, dict)),
+    "max_memory": Key((dict,)),
+    "offload_folder": Key(_STR),
+    "tp_plan": Key((str, dict)),
     "trust_remote_code": Key(_BOOL, False),
     "revision": Key(_STR),
     "cache_dir": Key(_STR),
@@ -83,12 +90,15 @@ SCHEMA: Schema = {
     },
     "eval": {
         "batch_size": Key(_INT, DEFAULT_BATCH_SIZE, minimum=1),
+        "top_k": Key(_INT, DEFAULT_TOP_K, minimum=0),
         "metric": {"kind": Key(_STR, "auto", choices=METRIC_KINDS)},
         "gate": {
             "max_ratio": Key(_NUM, DEFAULT_MAX_RATIO, minimum=1.0),
             "confidence": Key(_NUM, DEFAULT_CONFIDENCE, minimum=0.5),
             "bootstrap": Key(_INT, DEFAULT_BOOTSTRAP, minimum=100),
             "allow_inconclusive": Key(_BOOL, False),
+            "max_kl": Key(_OPT_NUM, minimum=0.0),
+            "min_top1_agreement": Key(_OPT_NUM, minimum=0.0),
         },
     },
     "edit": {
@@ -100,6 +110,7 @@ SCHEMA: Schema = {
             "per_channel": Key(_BOOL),
             "scope": Key(_STR, choices=("all", "attn", "ffn")),
         },
+        "structure_change": Key((dict,)),
     },
     "context": {"snapshot": {"mode": Key(_STR, "auto", choices=SNAPSHOT_MODES), "directory": Key(_STR)}},
     "output": {"dir": Key(_STR, "runs")},
@@ -125,7 +136,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
 def parse_config(raw: Any, *, source: str = "config") -> dict[str, Any]:
     """Check ``raw`` (the YAML document) against the schema and fill in defaults."""
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{source} must be a YAML mapping with a 'model' section, got {_kind(raw)}")
+        raise ConfigError(f"{source} must be a YAML mapping with a 'model' section, got {kind_of(raw)}")
     _refuse_non_finite(raw, "", source)
     config = _walk(raw, SCHEMA, "", source)
     _check_combinations(config, source)
@@ -166,7 +177,7 @@ def _walk(raw: Mapping[str, Any], schema: Schema, prefix: str, source: str) -> d
             if value is None:
                 value = {}
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{source}: '{dotted}' must be a mapping of keys, got {_kind(value)}")
+                raise ConfigError(f"{source}: '{dotted}' must be a mapping of keys, got {kind_of(value)}")
             result[key] = _walk(value, spec, f"{dotted}.", source)
             continue
         if value is None:
@@ -182,14 +193,15 @@ def _walk(raw: Mapping[str, Any], schema: Schema, prefix: str, source: str) -> d
 def _check_value(value: Any, spec: Key, dotted: str, source: str) -> Any:
     wrong_bool = isinstance(value, bool) and bool not in spec.types
     if wrong_bool or not isinstance(value, spec.types):
-        raise ConfigError(f"{source}: '{dotted}' must be {_expected(spec)}, got {_kind(value)}")
+        raise ConfigError(f"{source}: '{dotted}' must be {_expected(spec)}, got {kind_of(value)}")
     if spec.choices and value not in spec.choices:
         raise ConfigError(
             f"{source}: '{dotted}' must be one of {', '.join(map(str, spec.choices))}, got {value!r}"
         )
     if spec.minimum is not None and isinstance(value, (int, float)) and value < spec.minimum:
         raise ConfigError(f"{source}: '{dotted}' must be at least {spec.minimum:g}, got {value!r}")
-    return float(value) if spec.types == _NUM and isinstance(value, (int, float)) else value
+    numeric = spec.types in (_NUM, _OPT_NUM)
+    return float(value) if numeric and isinstance(value, (int, float)) else value
 
 
 def _check_combinations(config: dict[str, Any], source: str) -> None:
@@ -198,6 +210,7 @@ def _check_combinations(config: dict[str, Any], source: str) -> None:
         raise ConfigError(
             f"{source}: give only one of 'model.dtype' and 'model.torch_dtype' (they are the same)"
         )
+    structure_change(config, source)  # refused now, before anything is loaded
     plan = config["edit"]["plan"]
     given = [k for k, v in plan.items() if v is not None]
     if config["edit"]["name"] == "noop" and given:
@@ -212,9 +225,21 @@ def _check_combinations(config: dict[str, Any], source: str) -> None:
         raise ConfigError(f"{source}: 'dataset.path' is required when 'dataset.provider' is file")
     if dataset["provider"] == "hf" and not dataset["name"]:
         raise ConfigError(f"{source}: 'dataset.name' is required when 'dataset.provider' is hf")
-    confidence = config["eval"]["gate"]["confidence"]
+    gate = config["eval"]["gate"]
+    confidence = gate["confidence"]
     if not confidence < 1.0:
         raise ConfigError(f"{source}: 'eval.gate.confidence' must be below 1, got {confidence!r}")
+    if gate["min_top1_agreement"] is not None and gate["min_top1_agreement"] > 1.0:
+        raise ConfigError(
+            f"{source}: 'eval.gate.min_top1_agreement' is a rate between 0 and 1, "
+            f"got {gate['min_top1_agreement']!r}"
+        )
+    gated = [k for k in ("max_kl", "min_top1_agreement") if gate[k] is not None]
+    if gated and config["eval"]["top_k"] == 0:
+        raise ConfigError(
+            f"{source}: 'eval.gate.{gated[0]}' gates a distribution metric, "
+            "but 'eval.top_k' 0 turns them off; set eval.top_k to 1 or more, or remove the gate"
+        )
 
 
 # -- views the runner uses ----------------------------------------------------------------------
@@ -243,6 +268,11 @@ def dataset_spec(config: Mapping[str, Any]) -> tuple[str, str | None]:
     return "pydoc", dataset["split"]
 
 
+def structure_change(config: Mapping[str, Any], source: str = "config") -> StructureChange:
+    """``edit.structure_change``: the structure change the edit is declared to make (checked)."""
+    return parse_structure_change(config["edit"]["structure_change"], f"{source}: 'edit.structure_change'")
+
+
 def window_count(config: Mapping[str, Any]) -> int:
     """``dataset.windows``, else ``preview_n + final_n`` (the seed's two window sets), else the default."""
     dataset = config["dataset"]
@@ -264,6 +294,8 @@ def _expected(spec: Key) -> str:
     names = {str: "a string", int: "an integer", bool: "true or false", float: "a number", dict: "a mapping"}
     if spec.types == _NUM:
         return "a number"
+    if spec.types == _OPT_NUM:
+        return "a number or null"
     parts = [names.get(t, "null") for t in spec.types if t is not type(None)]
     text = " or ".join(parts)
     if type(None) in spec.types:
@@ -271,15 +303,3 @@ def _expected(spec: Key) -> str:
     if spec.choices:
         text += f" (one of {', '.join(map(str, spec.choices))})"
     return text
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"{value!r} ({type(value).__name__})"

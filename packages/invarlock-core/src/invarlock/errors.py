@@ -6,6 +6,22 @@ may branch on ``code``; the codes never change meaning.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+
+def kind_of(value: Any) -> str:
+    """How a message names a value of the wrong kind: ``nothing (null)``, ``a mapping``, ``'x' (str)``."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r} ({type(value).__name__})"
+
 
 class InvarlockError(Exception):
     """Base class. ``code`` is stable across releases."""
@@ -250,6 +266,13 @@ class InvalidArgumentError(InvarlockError):
     code = "argument_invalid"
 
 
+class InvalidLoadOptionError(InvarlockError):
+    """A load option the chosen adapter does not declare, or a per-side option given in a form that
+    cannot be read (``--subject-option`` without ``KEY=VALUE``)."""
+
+    code = "load_option_invalid"
+
+
 # -- disk offload (invarlock-torch snapshot engine) ----------------------------------------------
 
 
@@ -257,3 +280,31 @@ class OffloadStoreError(InvarlockError):
     """A weight accelerate offloaded to disk cannot be read (or written back) from its offload store."""
 
     code = "offload_store_unreadable"
+
+
+# -- tensor parallelism under torchrun (core) ------------------------------------------------------
+
+
+class TensorParallelError(InvarlockError):
+    """A tensor-parallel command cannot run as asked: ``--tp-plan`` in a single process, torchrun
+    without a plan, or ranks that reached different results."""
+
+    code = "tensor_parallel_invalid"
+
+
+class RankFailedError(InvarlockError):
+    """Another rank of a tensor-parallel command failed; every rank stops with its error."""
+
+    code = "rank_failed"
+    settled = False
+    """True when raised at a meeting of the ranks (every rank knows of the failure already)."""
+
+
+# -- declared structure changes (#18) ------------------------------------------------------------
+
+
+class StructureDeclarationError(InvarlockError):
+    """A declared structure change (``--declare-edit``, ``edit.structure_change``, an edit's summary)
+    is malformed, or declares a change of something the baseline does not have."""
+
+    code = "structure_declaration_invalid"

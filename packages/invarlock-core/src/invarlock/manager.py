@@ -147,6 +147,10 @@ def _spec_problem(spec: Any) -> str | None:
         return f"{spec.name}: snapshot and guards must be SnapshotSupport and GuardSupport values"
     if not isinstance(spec.resolves, bool):
         return f"{spec.name}: resolves must be True or False, not {spec.resolves!r}"
+    if spec.load_options is not None and not (
+        isinstance(spec.load_options, frozenset) and all(isinstance(k, str) for k in spec.load_options)
+    ):
+        return f"{spec.name}: load_options must be None or a frozenset of strings, not {spec.load_options!r}"
     if not (isinstance(spec.adapter_class, type) and issubclass(spec.adapter_class, Adapter)):
         return f"{spec.name}: adapter_class must be a subclass of invarlock.adapters.Adapter"
     if spec.adapter_class.name not in ("", spec.name):

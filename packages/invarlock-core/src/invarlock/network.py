@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,21 +74,40 @@ def not_available_offline(model_id: str) -> NetworkDisabledError:
     )
 
 
+_HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+"""What the hub accepts as a repository id: ``name`` or ``org/name``, of letters, digits, ``-_.``."""
+
+
 def path_shaped(model_id: str) -> bool:
-    """Whether ``model_id`` can only be a local path, never a hub id (``org/name``): absolute,
-    starting with ``.`` or ``~``, holding more than one ``/``, or holding the OS's own separator."""
+    """Whether ``model_id`` can only mean a local path, never a hub id (``org/name``): absolute,
+    starting with ``.`` or ``~``, holding more than one ``/`` or the OS's own separator, not
+    spelled as a hub id can be (a space, ``--``, ``..``), or ``org/name`` where ``org`` is a
+    local directory (``models/base`` beside ``models/``)."""
     return (
         Path(model_id).expanduser().is_absolute()
         or model_id.startswith((".", "~"))
         or model_id.count("/") > 1
         or (os.sep != "/" and os.sep in model_id)
+        or not _HUB_ID.fullmatch(model_id)
+        or "--" in model_id
+        or ".." in model_id
+        or ("/" in model_id and Path(model_id.split("/", 1)[0]).is_dir())
     )
 
 
 def check_model_path(model_id: str, what: str = "model") -> None:
-    """Refuse a path-shaped ``model_id`` that does not exist (``ModelNotFoundError``); a hub id is
-    left to the adapter, which answers offline with :func:`not_available_offline`."""
-    if path_shaped(model_id) and not Path(model_id).expanduser().exists():
-        raise ModelNotFoundError(
-            f"{what} path {model_id} does not exist; pass an existing checkpoint directory or a hub id"
-        )
+    """Refuse a path-shaped ``model_id`` that does not exist (``ModelNotFoundError``, naming the
+    absolute path it resolved to and the deepest part of it that exists); a hub id is left to the
+    adapter, which answers offline with :func:`not_available_offline`."""
+    path = Path(model_id).expanduser()
+    if not path_shaped(model_id) or path.exists():
+        return
+    resolved = Path(os.path.abspath(path))
+    existing = resolved.parent
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    missing = resolved.relative_to(existing).parts[0]
+    raise ModelNotFoundError(
+        f"{what} path {model_id} does not exist ({resolved}: {existing} has no {missing}); "
+        "pass an existing checkpoint directory or a hub id"
+    )

@@ -26,7 +26,9 @@ from glob import glob
 from pathlib import Path
 from typing import Any, cast
 
-CACHE_DIR_ENV = "INVARLOCK_CACHE_DIR"
+from invarlock.paths import CACHE_DIR_ENV as CACHE_DIR_ENV  # where it was first defined
+from invarlock.paths import cache_dir
+
 _CACHE_FORMAT = 1
 _DEVICE_FILES = ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dri/renderD*")
 _DEVICE_VARIABLES = (
@@ -118,14 +120,6 @@ def _installed_distributions() -> Iterator[str]:
         for name in names:
             if name.endswith((".dist-info", ".egg-info")):
                 yield f"{entry}/{name}"
-
-
-def cache_dir() -> Path:
-    configured = os.environ.get(CACHE_DIR_ENV)
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "invarlock"
 
 
 def quantization_methods(*, refresh: bool = False) -> QuantizerListing:

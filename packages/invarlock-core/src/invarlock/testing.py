@@ -52,6 +52,7 @@ from invarlock.catalogue import FIRST_PARTY
 from invarlock.description import validate_description
 from invarlock.errors import (
     AdapterNotFoundError,
+    InvalidLoadOptionError,
     ModelLoadError,
     SnapshotCorruptError,
     SnapshotMismatchError,
@@ -196,8 +197,11 @@ class AdapterConformance:
     load_kwargs: ClassVar[dict[str, Any]] = {}
     device: ClassVar[str] = "cpu"
     batch_invariance_atol: ClassVar[float] = 1e-6
-    """How far a row's logits may move between a batch of 3 and a batch of 1. 1e-6 holds for float32
-    models; a half-precision or quantized model sets what its kernels guarantee."""
+    """How far a window's loss (mean negative log-likelihood per scored token, in nats) may move
+    between batch sizes 1, 3 and 8 when certify's ``score_windows`` scores it. 1e-6 is the guarantee
+    for float32 models; a half-precision or quantized model sets what its kernels guarantee."""
+    batch_invariance_windows: ClassVar[int] = 8
+    """Windows scored at each batch size: one full batch of 8, and batches of 3 that end short."""
     logits_shape: ClassVar[tuple[int, int]] = (3, 8)
     """(batch, seq) of the token batch the logits tests score."""
 
@@ -375,6 +379,25 @@ class AdapterConformance:
             assert answer is None, f"{impl.plugin_name} answered invarlock_load_model for {NOT_AN_ADAPTER}"
 
     @covers("invarlock_load_model")
+    def test_declared_load_options_are_the_ones_refused_otherwise(
+        self, adapter: Adapter, model_id: str
+    ) -> None:
+        """An adapter declaring ``AdapterSpec.load_options`` declares the kit's own ``load_kwargs``,
+        and a key it does not declare is refused before loading with the closest declared one. An
+        adapter declaring none is held to refusing a misspelt common key (``dtypes``)."""
+        spec = get_plugin_manager().adapter_spec(self.adapter_name)
+        declared = spec.load_options
+        if declared is not None:
+            undeclared = sorted(set(self.load_kwargs) - declared)
+            assert not undeclared, f"{self.adapter_name} loads with {undeclared} but does not declare them"
+            near = "dtype" if "dtype" in declared else sorted(declared)[0]
+        else:
+            near = "dtype"
+        with pytest.raises(InvalidLoadOptionError) as caught:
+            adapter.load_model(model_id, device=self.device, **self.load_kwargs, **{f"{near}s": None})
+        assert f"did you mean {near}?" in str(caught.value), caught.value
+
+    @covers("invarlock_load_model")
     def test_not_a_checkpoint_is_a_load_error(self, adapter: Adapter, tmp_path: Path) -> None:
         empty = tmp_path / "not-a-checkpoint"
         empty.mkdir()
@@ -491,21 +514,38 @@ class AdapterConformance:
         assert bool(torch.isfinite(logits).all()), "logits hold NaN or inf"
 
     @covers("invarlock_logits")
-    def test_logits_do_not_depend_on_the_batch(self, adapter: Adapter, model: Any) -> None:
-        import torch
+    def test_window_losses_do_not_depend_on_the_batch(self, adapter: Adapter, model: Any) -> None:
+        """The guarantee certify rests on: a window's loss is the same whatever windows share its
+        batch. Scored through certify's own path (``score_windows``) at batch sizes 1, 3 and 8."""
+        from invarlock.certification.evaluation.scoring import Framing, score_windows
+        from invarlock.certification.evaluation.windows import Window
 
-        rows, seq = self.logits_shape
-        inputs = self._token_batch(adapter.describe(model), rows, seq)
-        batched = adapter.logits(model, inputs)
-        for row in range(rows):
-            alone = adapter.logits(model, {key: value[row : row + 1] for key, value in inputs.items()})
-            gap = float((alone.float() - batched[row : row + 1].float()).abs().max())
-            assert gap <= self.batch_invariance_atol, (
-                f"row {row}'s logits move by {gap:.3g} between a batch of {rows} and a batch of 1 "
-                f"(allowed {self.batch_invariance_atol:g})"
-            )
-        again = adapter.logits(model, inputs)
-        assert torch.equal(again, batched), "the same batch scored twice gives other logits"
+        description = adapter.describe(model)
+        _, seq = self.logits_shape
+        ids = self._token_batch(description, self.batch_invariance_windows, seq)["input_ids"].tolist()
+        windows = [Window(index * seq, tuple(row)) for index, row in enumerate(ids)]
+        config = getattr(model, "config", None)
+        framing = Framing(
+            description["role"],
+            seed=0,
+            mask_token_id=ids[0][0] if description["role"] == "masked_lm" else None,
+            decoder_start_token_id=getattr(config, "decoder_start_token_id", None) or 0,
+        )
+        by_size = {
+            size: score_windows(adapter, model, windows, framing, batch_size=size) for size in (1, 3, 8)
+        }
+        alone = by_size[1]
+        for size, scores in by_size.items():
+            assert [s.window_id for s in scores] == [w.window_id for w in windows]
+            for one, batched in zip(alone, scores, strict=True):
+                loss_alone, loss_batched = one.nll / one.tokens, batched.nll / batched.tokens
+                gap = abs(loss_alone - loss_batched)
+                assert one.tokens == batched.tokens and gap <= self.batch_invariance_atol, (
+                    f"window {one.window_id}'s loss is {loss_batched!r} per token in batches of {size} and "
+                    f"{loss_alone!r} alone (a gap of {gap:.3g}, allowed {self.batch_invariance_atol:g})"
+                )
+        again = score_windows(adapter, model, windows, framing, batch_size=8)
+        assert [s.nll for s in again] == [s.nll for s in by_size[8]], "the same windows scored twice differ"
 
     # -- snapshot and restore --------------------------------------------------------------------
 

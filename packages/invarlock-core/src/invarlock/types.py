@@ -58,6 +58,10 @@ class AdapterSpec:
     :param resolves: the adapter loads nothing itself: for each checkpoint it picks an adapter
         through ``invarlock_resolve_adapter`` (given the load options) and loads with that one
         (``hf_auto``). Its plugin implements no loading hook for it.
+    :param load_options: every load option key ``load_model`` accepts (``dtype``, ``device_map``,
+        a backend's own flags...), or None when the adapter does not declare them. Declared keys are
+        checked before anything is loaded: any other key is refused with the closest declared one
+        (``InvalidLoadOptionError``). Undeclared (None), every key passes to ``load_model`` as given.
     """
 
     name: str
@@ -71,6 +75,7 @@ class AdapterSpec:
     superseded_backends: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     distribution: str | None = None
     resolves: bool = False
+    load_options: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

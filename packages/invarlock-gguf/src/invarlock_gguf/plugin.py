@@ -7,13 +7,13 @@ and returns None for any other model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from invarlock import hookimpl
 from invarlock.adapters import Adapter
-from invarlock.errors import UnsupportedOperationError
+from invarlock.snapshot_hooks import InferenceOnlySnapshots
 from invarlock.types import AdapterSpec, GuardSupport, Resolution, Role, SnapshotSupport
 from invarlock_gguf.models import ADAPTER, is_gguf_model
 
@@ -112,36 +112,12 @@ def invarlock_logits(model: Any, inputs: Mapping[str, Any]) -> Any | None:
 
 # -- snapshot and restore: declared unsupported (SnapshotSupport.NO), refused for our models ------
 
-
-def _refuse(model: Any, operation: str) -> None:
-    if is_gguf_model(model):
-        raise UnsupportedOperationError(
-            f"{ADAPTER} models are inference-only: a llama.cpp context cannot {operation}; use "
-            "`edit: noop` to certify a GGUF checkpoint against its baseline"
-        )
-
-
-@hookimpl
-def invarlock_snapshot(model: Any, include: Sequence[str] | None, same_device: bool) -> Any | None:
-    _refuse(model, "be snapshotted")
-    return None
-
-
-@hookimpl
-def invarlock_restore(model: Any, snapshot: Any) -> bool | None:
-    _refuse(model, "be restored from a snapshot")
-    return None
-
-
-@hookimpl
-def invarlock_snapshot_chunked(
-    model: Any, directory: Path | None, include: Sequence[str] | None, shard_bytes: int | None
-) -> Path | None:
-    _refuse(model, "be snapshotted")
-    return None
-
-
-@hookimpl
-def invarlock_restore_chunked(model: Any, path: Path) -> bool | None:
-    _refuse(model, "be restored from a snapshot")
-    return None
+_snapshots = InferenceOnlySnapshots(
+    is_gguf_model,
+    f"{ADAPTER} models are inference-only: a llama.cpp context cannot {{operation}}; use "
+    "`edit: noop` to certify a GGUF checkpoint against its baseline",
+)
+invarlock_snapshot = _snapshots.invarlock_snapshot
+invarlock_restore = _snapshots.invarlock_restore
+invarlock_snapshot_chunked = _snapshots.invarlock_snapshot_chunked
+invarlock_restore_chunked = _snapshots.invarlock_restore_chunked

@@ -46,6 +46,35 @@ DTYPE_NAMES = {
 }
 """Accepted dtype names → the torch dtype they mean (``"auto"`` keeps the checkpoint's dtype)."""
 
+LOAD_OPTIONS = frozenset(
+    {
+        "dtype",
+        "torch_dtype",
+        "device_map",
+        "max_memory",
+        "offload_folder",
+        "offload_state_dict",
+        "offload_buffers",
+        "revision",
+        "cache_dir",
+        "subfolder",
+        "variant",
+        "use_safetensors",
+        "trust_remote_code",
+        "tp_plan",
+        "tp_size",
+        "attn_implementation",
+        "low_cpu_mem_usage",
+        "quantization_config",
+        "key_mapping",
+        *BITSANDBYTES_FLAGS,
+    }
+)
+"""The load options the adapters of this package accept (``AdapterSpec.load_options``): the
+``from_pretrained`` keywords that choose how a checkpoint is read and placed. Keywords that would
+change the model itself (a config attribute such as ``num_hidden_layers``) are refused, not passed:
+a certificate is about the checkpoint as saved."""
+
 _newly_initialized: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
 
 
@@ -81,7 +110,8 @@ def from_pretrained_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments ``from_pretrained`` gets for ``options``.
 
     ``torch_dtype`` is accepted as the older name of ``dtype`` and dtype names are parsed;
-    ``load_in_8bit`` / ``load_in_4bit`` set to false are dropped (they ask for nothing); everything
+    ``load_in_8bit`` / ``load_in_4bit`` set to false are dropped (they ask for nothing); ``tp_plan``
+    goes where the installed transformers wants it (:func:`tensor_parallel_kwargs`); everything
     else passes through unchanged. ``trust_remote_code`` is False unless given.
     """
     kwargs = dict(options)
@@ -99,6 +129,29 @@ def from_pretrained_kwargs(options: dict[str, Any]) -> dict[str, Any]:
         if flag in kwargs and not kwargs[flag]:
             del kwargs[flag]
     kwargs.pop("output_loading_info", None)  # always requested; the model is what loaders return
+    return tensor_parallel_kwargs(kwargs)
+
+
+def tensor_parallel_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``tp_plan`` / ``tp_size`` as the installed transformers takes them: inside
+    ``distributed_config=DistributedConfig(tp_plan=..., tp_size=...)`` where that class has them
+    (transformers 5, which deprecates the bare keywords), as the bare keywords otherwise (4.57)."""
+    if kwargs.get("tp_plan") is None and kwargs.get("tp_size") is None:
+        return kwargs
+    import dataclasses
+
+    import transformers
+
+    config_class: Any = getattr(transformers, "DistributedConfig", None)
+    fields = (
+        {f.name for f in dataclasses.fields(config_class)}
+        if isinstance(config_class, type) and dataclasses.is_dataclass(config_class)
+        else set()
+    )
+    if not {"tp_plan", "tp_size"} <= fields:
+        return kwargs
+    parallel = {key: kwargs.pop(key) for key in ("tp_plan", "tp_size") if key in kwargs}
+    kwargs["distributed_config"] = config_class(**parallel)
     return kwargs
 
 
@@ -107,8 +160,9 @@ def load_pretrained(
 ) -> Any:
     """Load ``model_id`` with ``transformers.<auto_class>.from_pretrained`` and place it on ``device``.
 
-    With a ``device_map`` option (or ``move_to_device=False``) the placement is left to
-    transformers and accelerate: ``.to()`` is never called. Failures raise
+    With a ``device_map`` or ``tp_plan`` option (or ``move_to_device=False``) the placement is left
+    to transformers and accelerate: ``.to()`` is never called (under ``tp_plan`` each rank holds its
+    shards on its own device). Failures raise
     :class:`~invarlock.errors.ModelLoadError` with transformers' message inside; nothing is
     retried with arguments dropped.
     """
@@ -116,6 +170,10 @@ def load_pretrained(
     import transformers
 
     kwargs = from_pretrained_kwargs(options)
+    tensor_parallel = kwargs.get("tp_plan") is not None
+    if tensor_parallel and hasattr(transformers, "DistributedConfig"):
+        # transformers 5 deprecates the bare keyword for the config; 4.57 knows only the keyword
+        kwargs["distributed_config"] = transformers.DistributedConfig(tp_plan=kwargs.pop("tp_plan"))
     loader = getattr(transformers, auto_class)
     with hub_offline_unless_allowed():
         try:
@@ -124,8 +182,8 @@ def load_pretrained(
             raise load_error(model_id, f"{auto_class}.from_pretrained", exc, kwargs) from exc
     model, loading_info = loaded if isinstance(loaded, tuple) else (loaded, {})
     _newly_initialized[model] = _initialized_names(loading_info)
-    if move_to_device and kwargs.get("device_map") is None:
-        _move(model, pick_device(device))
+    if move_to_device and kwargs.get("device_map") is None and not tensor_parallel:
+        _move(model, pick_device(device))  # a tensor-parallel model is on each rank's own device
     return model
 
 

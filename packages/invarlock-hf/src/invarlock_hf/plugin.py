@@ -13,6 +13,7 @@ from invarlock import hookimpl
 from invarlock.adapters import Adapter
 from invarlock.quantizers import QuantizationMethod
 from invarlock.types import AdapterSpec, Resolution, Role
+from invarlock_hf.loading import LOAD_OPTIONS
 from invarlock_hf.models import is_transformers_model
 
 # The snapshot hookimpls (glue to invarlock-torch's engine); importing them here registers them.
@@ -54,9 +55,30 @@ class HF_Auto_Adapter(Adapter):
 @hookimpl
 def invarlock_register_adapters() -> list[AdapterSpec]:
     return [
-        AdapterSpec("hf_causal", Role.CAUSAL, HF_Causal_Adapter, BACKEND, notes="AutoModelForCausalLM"),
-        AdapterSpec("hf_mlm", Role.MASKED_LM, HF_MLM_Adapter, BACKEND, notes="AutoModelForMaskedLM"),
-        AdapterSpec("hf_seq2seq", Role.SEQ2SEQ, HF_Seq2Seq_Adapter, BACKEND, notes="AutoModelForSeq2SeqLM"),
+        AdapterSpec(
+            "hf_causal",
+            Role.CAUSAL,
+            HF_Causal_Adapter,
+            BACKEND,
+            notes="AutoModelForCausalLM",
+            load_options=LOAD_OPTIONS,
+        ),
+        AdapterSpec(
+            "hf_mlm",
+            Role.MASKED_LM,
+            HF_MLM_Adapter,
+            BACKEND,
+            notes="AutoModelForMaskedLM",
+            load_options=LOAD_OPTIONS,
+        ),
+        AdapterSpec(
+            "hf_seq2seq",
+            Role.SEQ2SEQ,
+            HF_Seq2Seq_Adapter,
+            BACKEND,
+            notes="AutoModelForSeq2SeqLM",
+            load_options=LOAD_OPTIONS,
+        ),
         AdapterSpec(
             "hf_auto",
             Role.ANY,

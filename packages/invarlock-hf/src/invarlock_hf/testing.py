@@ -330,6 +330,21 @@ PUBLISHED_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
     # -- the architectures people certify now (numbers from each model's published config.json) --
+    "Llama-3.1-70B": (
+        "llama",
+        {
+            "hidden_size": 8192,
+            "intermediate_size": 28672,
+            "num_hidden_layers": 80,
+            "num_attention_heads": 64,
+            "num_key_value_heads": 8,
+            "vocab_size": 128256,
+            "max_position_embeddings": 131072,
+            "rms_norm_eps": 1e-5,
+            "tie_word_embeddings": False,
+            "dtype": "bfloat16",
+        },
+    ),
     "DeepSeek-V3": (
         "deepseek_v3",
         {

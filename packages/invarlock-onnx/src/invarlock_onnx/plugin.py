@@ -7,13 +7,12 @@ for any other model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from invarlock import hookimpl
 from invarlock.adapters import Adapter
-from invarlock.errors import UnsupportedOperationError
+from invarlock.snapshot_hooks import InferenceOnlySnapshots
 from invarlock.types import AdapterSpec, GuardSupport, Role, SnapshotSupport
 from invarlock_onnx.models import is_ort_causal_lm
 
@@ -80,36 +79,12 @@ def invarlock_logits(model: Any, inputs: Mapping[str, Any]) -> Any | None:
 
 # -- snapshot and restore: declared unsupported (SnapshotSupport.NO), refused for our models ------
 
-
-def _refuse(model: Any, operation: str) -> None:
-    if is_ort_causal_lm(model):
-        raise UnsupportedOperationError(
-            f"{ADAPTER} models are inference-only: ONNX Runtime sessions cannot {operation}; use "
-            "`edit: noop` to certify an exported ONNX model against its baseline"
-        )
-
-
-@hookimpl
-def invarlock_snapshot(model: Any, include: Sequence[str] | None, same_device: bool) -> Any | None:
-    _refuse(model, "be snapshotted")
-    return None
-
-
-@hookimpl
-def invarlock_restore(model: Any, snapshot: Any) -> bool | None:
-    _refuse(model, "be restored from a snapshot")
-    return None
-
-
-@hookimpl
-def invarlock_snapshot_chunked(
-    model: Any, directory: Path | None, include: Sequence[str] | None, shard_bytes: int | None
-) -> Path | None:
-    _refuse(model, "be snapshotted")
-    return None
-
-
-@hookimpl
-def invarlock_restore_chunked(model: Any, path: Path) -> bool | None:
-    _refuse(model, "be restored from a snapshot")
-    return None
+_snapshots = InferenceOnlySnapshots(
+    is_ort_causal_lm,
+    f"{ADAPTER} models are inference-only: ONNX Runtime sessions cannot {{operation}}; use "
+    "`edit: noop` to certify an exported ONNX model against its baseline",
+)
+invarlock_snapshot = _snapshots.invarlock_snapshot
+invarlock_restore = _snapshots.invarlock_restore
+invarlock_snapshot_chunked = _snapshots.invarlock_snapshot_chunked
+invarlock_restore_chunked = _snapshots.invarlock_restore_chunked

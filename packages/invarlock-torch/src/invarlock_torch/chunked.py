@@ -26,6 +26,15 @@ place is detected by its size and modification time, checked before and after ea
 before the first write the restore is refused with the model untouched; after it the restore raises
 :class:`~invarlock.errors.SnapshotPartiallyRestoredError` ("partially restored"), as does any other
 failure once writing began, never "untouched".
+
+A shard restored into weights accelerate offloaded to disk is *streamed* instead of mapped (such a
+model is on disk because memory is short, and the mappings of every shard would hold about the
+whole model): it is opened and held open like the others, but its verification reads it a few MiB
+at a time into one buffer and keeps nothing, and its copy reads one tensor at a time into memory of
+its own, checks that tensor's CRC-32 again and copies exactly those bytes. So every shard is still
+verified before the first write (a failure then leaves the model untouched), what is written is
+what was verified (a mismatch on the second reading is a partial restore), and the restore holds
+about one tensor besides what the offload store's write needs.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import mmap
 import os
 import re
 import shutil
@@ -49,7 +59,7 @@ import torch
 
 from invarlock.errors import SnapshotCorruptError, SnapshotPartiallyRestoredError, SnapshotWriteError
 from invarlock_torch.layout import Settings, SnapshotLayout, TensorSlot, capture_layout, plan_restore
-from invarlock_torch.offload import values_of
+from invarlock_torch.offload import is_offloaded, values_of
 
 try:  # ISA-L computes the very same CRC-32 as zlib about four times faster; zlib is the fallback
     from isal.isal_zlib import crc32 as crc32  # re-exported: part of invarlock_torch's API
@@ -69,6 +79,8 @@ _UNLOCKED_STAGING_GRACE_S = 3600.0
 """A staging directory without a lock file (its writer died before taking it, or is just renaming)
 is removed only once this old."""
 _SHARD_NAME = re.compile(r"shard-\d{5}\.safetensors")
+_STREAM_READ_BYTES = 2**20
+"""The read size of a streamed shard's verification pass (see :class:`_OpenShard`)."""
 
 # Dtypes every supported safetensors release reads; others are stored as their raw bytes ("U8").
 _SAFETENSORS_DTYPES: dict[torch.dtype, str] = {
@@ -439,11 +451,18 @@ def _signature(file: IO[bytes]) -> tuple[int, ...]:
 
 class _OpenShard:
     """A shard opened once, checked against the manifest from its header, and held open until the
-    restore ends: removing or replacing the file by name no longer changes what is read."""
+    restore ends: removing or replacing the file by name no longer changes what is read. It is
+    mapped whole, or (``streamed``) read a tensor at a time and checksummed again as it is copied."""
 
-    def __init__(self, directory: Path, manifest: SnapshotManifest, record: ShardRecord) -> None:
+    def __init__(
+        self, directory: Path, manifest: SnapshotManifest, record: ShardRecord, *, streamed: bool = False
+    ) -> None:
         self.path = directory / record.file
         self.record = record
+        self.streamed = streamed
+        """Verified and copied one tensor at a time through reads of the open file, never mapped:
+        nothing of the shard stays in memory between the verification and the copy."""
+        self.mapped: mmap.mmap | None = None
         try:
             self.file: IO[bytes] = self.path.open("rb", buffering=0)
         except FileNotFoundError:
@@ -490,18 +509,18 @@ class _OpenShard:
         return ranges
 
     def map(self) -> None:
-        """Map the whole shard read-only (the mapping keeps the file's data even once it is unlinked)."""
-        import mmap
-
-        self.mapped = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
+        """Map the whole shard read-only (the mapping keeps the file's data even once it is unlinked);
+        a streamed shard is never mapped."""
+        if self.streamed or not self.size:
+            return
+        self.mapped = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ)
         if self.mapped is not None and hasattr(self.mapped, "madvise"):  # not on Windows
             self.mapped.madvise(mmap.MADV_WILLNEED)  # read ahead: the whole shard is needed now
 
     def close(self) -> None:
-        mapped = getattr(self, "mapped", None)
-        if mapped is not None:
+        if self.mapped is not None:
             with contextlib.suppress(BufferError):  # a tensor still views it: unmapped when freed
-                mapped.close()
+                self.mapped.close()
         self.file.close()
 
     def check_unchanged(self) -> None:
@@ -515,6 +534,9 @@ class _OpenShard:
         :raises _ShardProblem: a checksum fails, or the file changed meanwhile.
         """
         self.check_unchanged()  # a mapping past the end of a truncated file cannot be read
+        if self.streamed:
+            self._verify_streamed(manifest)
+            return
         everything = memoryview(self.mapped) if self.mapped is not None else memoryview(b"")
 
         def checksum_run(run: Sequence[tuple[int, int]]) -> list[int]:
@@ -528,15 +550,53 @@ class _OpenShard:
         everything.release()
         self.check_unchanged()
         for index, checksum in zip(self.ranges, checksums, strict=True):
-            if checksum != manifest.checksums[index]:
-                name = manifest.layout.slots[index].names[0]
-                raise _ShardProblem(self.path, f"fails its checksum at {name}: its bytes changed on disk")
+            self._check_checksum(manifest, index, checksum)
+
+    def _check_checksum(self, manifest: SnapshotManifest, index: int, checksum: int) -> None:
+        if checksum != manifest.checksums[index]:
+            name = manifest.layout.slots[index].names[0]
+            raise _ShardProblem(self.path, f"fails its checksum at {name}: its bytes changed on disk")
+
+    def _read_into(self, buffer: memoryview, offset: int) -> None:
+        """Fill ``buffer`` with the file's bytes from ``offset`` on.
+
+        :raises _ShardProblem: the file ends first (it was truncated meanwhile).
+        """
+        done = 0
+        while done < len(buffer):
+            got = os.preadv(self.file.fileno(), [buffer[done:]], offset + done)
+            if got <= 0:
+                raise _ShardProblem(self.path, "ends early: it was truncated while being restored")
+            done += got
+
+    def _verify_streamed(self, manifest: SnapshotManifest) -> None:
+        """Verify every tensor's CRC-32 from reads of a few MiB into one buffer: nothing is held after."""
+        buffer = memoryview(bytearray(min(_STREAM_READ_BYTES, max(self.size, 1))))
+        for index, (begin, end) in self.ranges.items():
+            checksum, offset = 0, begin
+            while offset < end:
+                part = buffer[: min(len(buffer), end - offset)]
+                self._read_into(part, offset)
+                checksum = crc32(part, checksum)
+                offset += len(part)
+            self._check_checksum(manifest, index, checksum)
+        buffer.release()
+        self.check_unchanged()
 
     def copy_into(self, manifest: SnapshotManifest, targets: Sequence[Sequence[torch.Tensor]]) -> None:
-        """Copy this shard's tensors from the mapping, checking the file is unchanged before and after."""
+        """Copy this shard's tensors from the mapping, checking the file is unchanged before and after.
+
+        A streamed shard is read one tensor at a time into memory of its own, whose CRC-32 is checked
+        again before it is copied: what is written is exactly what was verified, and at most one
+        tensor of the shard is held.
+        """
         import warnings
 
         self.check_unchanged()
+        if self.streamed:
+            self._copy_streamed(manifest, targets)
+            self.check_unchanged()
+            return
         if self.mapped is None:
             return
         with warnings.catch_warnings():  # the mapping is read-only, and is only read from
@@ -551,6 +611,19 @@ class _OpenShard:
                 del source
         del data
         self.check_unchanged()
+
+    def _copy_streamed(self, manifest: SnapshotManifest, targets: Sequence[Sequence[torch.Tensor]]) -> None:
+        for index, (begin, end) in self.ranges.items():
+            slot = manifest.layout.slots[index]
+            if not slot.numel:
+                continue
+            held = torch.empty(end - begin, dtype=torch.uint8)  # fresh memory: aligned for any dtype
+            self._read_into(_byte_view(held), begin)
+            self._check_checksum(manifest, index, crc32(_byte_view(held)))
+            source = held.view(slot.dtype).view(slot.shape)
+            for target in targets[index]:
+                target.copy_(source)
+            del source, held
 
 
 def _halves(ranges: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -612,7 +685,10 @@ def restore_chunked_snapshot(
         try:
             shards = []
             for record in manifest.shards:
-                shards.append(_OpenShard(directory, manifest, record))
+                # A shard restored into weights offloaded to disk is streamed: such a model is on
+                # disk because memory is short, so no shard is held mapped while the others are read.
+                streamed = any(is_offloaded(t) for index in record.slots for t in plan.targets[index])
+                shards.append(_OpenShard(directory, manifest, record, streamed=streamed))
                 held.callback(shards[-1].close)
             for shard in shards:
                 shard.map()

@@ -153,8 +153,9 @@ class OffloadedTensor:
         if shape != list(self.shape):
             raise self._error(f"is {shape} in {file}, not the module's {list(self.shape)}")
 
-    def read(self) -> torch.Tensor:
-        """The values the next forward pass would see, as a new CPU tensor that owns its memory."""
+    def _loaded(self) -> torch.Tensor:
+        """The values the next forward pass would see, as accelerate's loader returns them (possibly
+        a view of a mapped file)."""
         self.check(writable=False)
         try:
             value = self.loader[self.key]
@@ -171,39 +172,62 @@ class OffloadedTensor:
                 else type(value).__name__
             )
             raise self._error(f"reads back as {got}, not the module's {self.dtype} {tuple(self.shape)}")
+        return value
+
+    def read(self) -> torch.Tensor:
+        """The values the next forward pass would see, as a new CPU tensor that owns its memory."""
         # A copy the snapshot owns: safetensors may hand back a view of the mapped file, which a
         # later write to that file would change underneath the snapshot.
-        return value.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+        return self._loaded().detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
 
     def copy_(self, source: torch.Tensor) -> None:
-        """Write ``source`` back to the store the next forward pass reads (see the module docstring)."""
-        import numpy as np
+        """Write ``source`` back to the store the next forward pass reads (see the module docstring).
 
+        Written from ``source``'s own memory (a CPU tensor is not copied), with no mapping of the
+        file: a restore holds about one weight at a time.
+        """
         values = source.detach().to("cpu").contiguous().reshape(-1)
-        raw = values.view(torch.uint8).numpy() if values.numel() else np.zeros(0, dtype=np.uint8)
+        raw = _byte_view(values)
         entry = self._entry()
         if entry.get("safetensors_file") is None:
             path = self._dat_path()
             assert path is not None  # checked before the first write
-            mapped = np.memmap(
-                path, dtype=np.uint8, mode="r+", shape=(max(self.numel(), 1) * self.dtype.itemsize,)
-            )
-            mapped[: raw.size] = raw
-            mapped.flush()
-            del mapped
+            with open(path, "r+b", buffering=0) as file:
+                _write_all(file, raw)
+                os.fsync(file.fileno())
             return
-        if torch.equal(self.read().reshape(-1).view(torch.uint8), values.view(torch.uint8)):
+        current = self._loaded().detach().to("cpu").contiguous().reshape(-1)
+        unchanged = torch.equal(_uint8(current), _uint8(values))
+        del current
+        if unchanged:
             return  # the checkpoint already holds these bytes
         path = self._dat_path()
         assert path is not None
         staging = path.with_name(f".{path.name}.restoring")
-        with open(staging, "wb") as file:
-            file.write(raw.tobytes() if raw.size else b"\0" * self.dtype.itemsize)
-            file.flush()
+        with open(staging, "wb", buffering=0) as file:
+            _write_all(file, raw if len(raw) else memoryview(bytes(self.dtype.itemsize)))
             os.fsync(file.fileno())
         os.replace(staging, path)
         # Replaced, not updated: accelerate reads a .dat file when the entry names no safetensors file.
         self.loader.index[self.key] = {"dtype": _DAT_DTYPES[self.dtype], "shape": list(self.shape)}
+
+
+def _uint8(values: torch.Tensor) -> torch.Tensor:
+    """A contiguous 1-d tensor's bytes as uint8, without copying."""
+    return values.view(torch.uint8) if values.numel() else torch.empty(0, dtype=torch.uint8)
+
+
+def _byte_view(values: torch.Tensor) -> memoryview:
+    """A contiguous 1-d CPU tensor's bytes, without copying."""
+    data = _uint8(values).numpy()
+    return memoryview(data).cast("B") if values.numel() else memoryview(b"")  # type: ignore[arg-type]
+
+
+def _write_all(file: Any, data: memoryview) -> None:
+    """Write all of ``data`` from the file's current position (a raw file may write part of it)."""
+    done = 0
+    while done < len(data):
+        done += file.write(data[done:])
 
 
 def offloaded_tensor(

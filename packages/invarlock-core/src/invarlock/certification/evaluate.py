@@ -1,9 +1,11 @@
 """The evaluate-and-judge step ``certify`` and ``run`` share.
 
-score (each side on the same windows) → compare (paired ratio and its interval) → invariants →
-judge (the gate policy) → evidence (the ``verdict``, ``reasons``, ``stats``, ``gate`` and
-``invariants`` blocks of a certificate or report). Only *how the two models are obtained*
-differs between the commands: two checkpoints for ``certify``, one model before and after an
+score (each side on the same windows; the baseline's top-K distribution kept, the subject's
+compared with it in its own pass) → compare (paired ratio, distribution metrics, their intervals) →
+invariants → judge (the gate policy) → evidence (the ``verdict``, ``reasons``, ``stats``,
+``distribution``, ``gate`` and ``invariants`` blocks of a certificate or report). Only *how the
+two models are obtained* differs between the commands: two checkpoints for ``certify``, one model
+before and after an
 edit for ``run``.
 """
 
@@ -15,6 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from invarlock.certification.datasets import Corpus
+from invarlock.certification.evaluation.distribution import (
+    DEFAULT_TOP_K,
+    BaselineDistribution,
+    BaselineRecorder,
+    DistributionMetrics,
+    SubjectComparer,
+    TokenComparison,
+    TokenObserver,
+    distribution_metrics,
+)
 from invarlock.certification.evaluation.gate import (
     ALLOW_FLAG,
     GatePolicy,
@@ -28,6 +40,7 @@ from invarlock.certification.evaluation.invariants import (
     finite_weights_check,
     nonfinite_weights,
     structure_check,
+    structure_delta,
     tying_check,
 )
 from invarlock.certification.evaluation.scoring import DEFAULT_BATCH_SIZE, Framing, framing_for, score_windows
@@ -40,6 +53,7 @@ from invarlock.certification.evaluation.windows import (
     make_windows,
 )
 from invarlock.certification.progress import Progress
+from invarlock.certification.structure_change import StructureChange
 from invarlock.errors import DatasetError, InsufficientEvidenceError
 
 HOW_TO_GET_MORE = "use more text, more windows (--windows) or longer ones (--seq-len)"
@@ -54,6 +68,8 @@ class WindowSettings:
     windows: int = DEFAULT_WINDOWS
     seed: int = DEFAULT_SEED
     batch_size: int = DEFAULT_BATCH_SIZE
+    top_k: int = DEFAULT_TOP_K
+    """Baseline tokens kept per scored token for the distribution metrics; 0: no distribution metrics."""
 
     def require_enough_windows(
         self, policy: GatePolicy, flag: str = "--windows", allow: str = ALLOW_FLAG
@@ -82,6 +98,7 @@ class Evaluation:
     windows: WindowSet
     framing: Framing
     batch_size: int
+    top_k: int = DEFAULT_TOP_K
 
     @property
     def scored_tokens(self) -> int:
@@ -94,9 +111,25 @@ class Evaluation:
         policy.require_enough_evidence(len(self.windows.windows), self.scored_tokens, how_to_fix, allow)
 
     def score(
-        self, adapter: Any, model: Any, description: Mapping[str, Any], progress: Progress, label: str
+        self,
+        adapter: Any,
+        model: Any,
+        description: Mapping[str, Any],
+        progress: Progress,
+        label: str,
+        baseline: ScoredModel | None = None,
     ) -> ScoredModel:
-        """Score ``model`` on every window, and look for non-finite weights while it is loaded."""
+        """Score ``model`` on every window, and look for non-finite weights while it is loaded.
+
+        Without ``baseline`` this is the baseline: its top-``top_k`` distribution is kept. With it,
+        ``model`` is the subject, compared token by token with the baseline's distribution."""
+        observer: TokenObserver | None = None
+        recorder: BaselineRecorder | None = None
+        comparer: SubjectComparer | None = None
+        if baseline is None and self.top_k > 0:
+            observer = recorder = BaselineRecorder(self.top_k)
+        elif baseline is not None and baseline.distribution is not None:
+            observer = comparer = SubjectComparer(baseline.distribution)
         progress.start(label, len(self.windows.windows))
         scores = score_windows(
             adapter,
@@ -105,8 +138,15 @@ class Evaluation:
             self.framing,
             batch_size=self.batch_size,
             on_batch=progress.advance,
+            observer=observer,
         )
-        return ScoredModel(dict(description), scores, nonfinite_weights(model))
+        return ScoredModel(
+            dict(description),
+            scores,
+            nonfinite_weights(model),
+            distribution=recorder.result() if recorder is not None else None,
+            comparison=comparer.result() if comparer is not None else None,
+        )
 
 
 def plan_evaluation(
@@ -114,7 +154,15 @@ def plan_evaluation(
 ) -> Evaluation:
     """Frame and cut the windows for ``role``; refused when a window would not fit the model."""
     framing = framing_for(role, tokenizer, model, settings.seed)
-    limit = max_positions(model)
+    return plan_windows(corpus, stream, framing, max_positions(model), settings)
+
+
+def plan_windows(
+    corpus: Corpus, stream: Sequence[int], framing: Framing, limit: int | None, settings: WindowSettings
+) -> Evaluation:
+    """Cut the windows for ``framing``, refused when longer than ``limit`` positions: what
+    :func:`plan_evaluation` does once the model has told it its framing and its limit (a cached
+    baseline holds both, so the model need not be loaded)."""
     if limit is not None and settings.seq_len > limit:
         raise DatasetError(
             f"windows of {settings.seq_len} tokens are longer than the model's {limit} positions; "
@@ -128,7 +176,7 @@ def plan_evaluation(
         seed=settings.seed,
         source=f"dataset {corpus.source}",
     )
-    return Evaluation(windows, framing, settings.batch_size)
+    return Evaluation(windows, framing, settings.batch_size, settings.top_k)
 
 
 @dataclass(frozen=True)
@@ -139,6 +187,10 @@ class ScoredModel:
     scores: list[WindowScore]
     nonfinite_weights: list[str] | None
     """Names of weights holding NaN or Inf; None when the model exposes no PyTorch weights."""
+    distribution: BaselineDistribution | None = None
+    """The baseline side's top-K distribution (None for the subject, or with ``top_k`` 0)."""
+    comparison: TokenComparison | None = None
+    """The subject side compared with the baseline's distribution (None for the baseline)."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +201,9 @@ class Judgement:
     result: GateResult
     baseline: ScoredModel
     subject: ScoredModel
+    declared: StructureChange | None = None
+    """The structure change declared for the subject (the subject's own vocab_growth aside)."""
+    distribution: DistributionMetrics | None = None
 
     @property
     def passed(self) -> bool:
@@ -161,15 +216,30 @@ class Judgement:
             "exit_code": 0 if self.result.passed else 1,
             "reasons": self.result.reasons,
             "stats": stats_block(self.paired, self.baseline.scores, self.subject.scores),
+            **({"distribution": self.distribution.block()} if self.distribution is not None else {}),
             "gate": {
                 **policy_dict(self.policy),
                 "passed": self.result.passed,
                 "ratio_passed": self.result.ratio_passed,
+                "distribution_passed": self.result.distribution_passed,
             },
             "invariants": {
                 "passed": all(c.passed for c in self.checks),
                 "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks],
             },
+            "structure_delta": self.structure_delta(),
+        }
+
+    def structure_delta(self) -> dict[str, Any]:
+        """The declaration in force and every structural difference, per layer, judged against it."""
+        change, found, one_sided = structure_delta(
+            self.baseline.description, self.subject.description, self.declared
+        )
+        return {
+            "declared": change.to_dict() if change else None,
+            "passed": all(d.status == "declared" for d in found),
+            "changes": [d.info() for d in found],
+            "not_compared": sorted(one_sided),
         }
 
 
@@ -180,13 +250,17 @@ def judge_pair(
     *,
     seed: int,
     extra_checks: Sequence[InvariantCheck] = (),
+    declared: StructureChange | None = None,
 ) -> Judgement:
-    """Compare the two sides window by window, check the invariants and apply the gate."""
+    """Compare the two sides window by window, check the invariants and apply the gate.
+
+    :param declared: the structure change declared for the subject, which the structure invariant
+        holds it to exactly."""
     paired = paired_ratio(
         baseline.scores, subject.scores, confidence=policy.confidence, bootstrap=policy.bootstrap, seed=seed
     )
     checks = [
-        structure_check(baseline.description, subject.description),
+        structure_check(baseline.description, subject.description, declared),
         tying_check(baseline.description, subject.description),
         finite_weights_check("baseline", baseline.nonfinite_weights),
         finite_weights_check("subject", subject.nonfinite_weights),
@@ -194,7 +268,13 @@ def judge_pair(
         finite_scores_check("subject", subject.scores),
         *extra_checks,
     ]
-    return Judgement(policy, paired, checks, judge(policy, paired, checks), baseline, subject)
+    metrics = None
+    if subject.comparison is not None:
+        metrics = distribution_metrics(
+            subject.comparison, confidence=policy.confidence, bootstrap=policy.bootstrap, seed=seed
+        )
+    result = judge(policy, paired, checks, metrics)
+    return Judgement(policy, paired, checks, result, baseline, subject, declared, metrics)
 
 
 def finite(value: float) -> float | None:

@@ -199,10 +199,16 @@ TensorVisitor = Callable[[str, str, list[int], memoryview], None]
 safetensors file, right after those bytes were hashed. The memoryview is valid only during the call."""
 
 
-def hash_file(path: Path, visitor: TensorVisitor | None = None) -> tuple[int, str]:
+BytesRead = Callable[[int], None]
+"""Called with the number of bytes just hashed (from the hashing threads), for a progress display."""
+
+
+def hash_file(
+    path: Path, visitor: TensorVisitor | None = None, on_bytes: BytesRead | None = None
+) -> tuple[int, str]:
     """(size, sha256) of ``path``, read once; safetensors files go through ``visitor`` when given."""
     if visitor is not None and path.name.endswith(SAFETENSORS):
-        return _hash_safetensors(path, visitor)
+        return _hash_safetensors(path, visitor, on_bytes)
     digest = hashlib.sha256()
     buffer = bytearray(BLOCK)
     view = memoryview(buffer)
@@ -214,10 +220,12 @@ def hash_file(path: Path, visitor: TensorVisitor | None = None) -> tuple[int, st
                 break
             digest.update(view[:n])
             size += n
+            if on_bytes is not None:
+                on_bytes(n)
     return size, digest.hexdigest()
 
 
-def _hash_safetensors(path: Path, visitor: TensorVisitor) -> tuple[int, str]:
+def _hash_safetensors(path: Path, visitor: TensorVisitor, on_bytes: BytesRead | None) -> tuple[int, str]:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
@@ -235,9 +243,13 @@ def _hash_safetensors(path: Path, visitor: TensorVisitor) -> tuple[int, str]:
                         digest.update(view[position:start])
                     digest.update(view[start:end])
                     visitor(name, info["dtype"], list(info["shape"]), view[start:end])
+                    if on_bytes is not None:
+                        on_bytes(max(end, position) - position)
                     position = max(position, end)
                 if position < size:
                     digest.update(view[position:size])
+                    if on_bytes is not None:
+                        on_bytes(size - position)
             finally:
                 view.release()
     return size, digest.hexdigest()
@@ -262,9 +274,13 @@ def _safetensors_header(view: memoryview, path: Path) -> tuple[int, list[tuple[s
 
 
 def read_checkpoint(
-    location: CheckpointLocation, visitor: TensorVisitor | None = None, workers: int | None = None
+    location: CheckpointLocation,
+    visitor: TensorVisitor | None = None,
+    workers: int | None = None,
+    on_bytes: BytesRead | None = None,
 ) -> Manifest:
-    """Hash every file of the checkpoint, in parallel across files; see the module docstring."""
+    """Hash every file of the checkpoint, in parallel across files; see the module docstring.
+    ``on_bytes`` hears of every block hashed (for a progress display)."""
     started = time.perf_counter()
     names = location.files()
     if not names:
@@ -274,7 +290,7 @@ def read_checkpoint(
     count = workers or min(len(order), os.cpu_count() or 1)
 
     def one(name: str) -> FileEntry:
-        size, sha = hash_file(location.root / name, visitor)
+        size, sha = hash_file(location.root / name, visitor, on_bytes)
         return FileEntry(name, size, sha)
 
     if count <= 1:

@@ -112,3 +112,24 @@ def check_gate_numbers(max_ratio: float, confidence: float) -> None:
         raise InvalidArgumentError(f"--max-ratio must be a finite number of at least 1.0, got {max_ratio}")
     if not (math.isfinite(confidence) and 0.5 <= confidence < 1.0):
         raise InvalidArgumentError(f"--confidence must be at least 0.5 and below 1, got {confidence}")
+
+
+def check_distribution_gate(max_kl: float | None, min_top1_agreement: float | None, top_k: int) -> None:
+    """``--max-kl`` a finite number of at least 0, ``--min-top1-agreement`` in [0, 1], and neither
+    with ``--top-k 0`` (which turns the distribution metrics they bound off)."""
+    if max_kl is not None and not (math.isfinite(max_kl) and max_kl >= 0.0):
+        raise InvalidArgumentError(f"--max-kl must be a finite number of at least 0, got {max_kl}")
+    if min_top1_agreement is not None and not 0.0 <= min_top1_agreement <= 1.0:
+        raise InvalidArgumentError(
+            f"--min-top1-agreement is a rate between 0 and 1, got {min_top1_agreement}"
+        )
+    gated = [
+        flag
+        for flag, v in (("--max-kl", max_kl), ("--min-top1-agreement", min_top1_agreement))
+        if v is not None
+    ]
+    if gated and top_k == 0:
+        raise InvalidArgumentError(
+            f"{gated[0]} gates a distribution metric, but --top-k 0 turns them off; "
+            "pass --top-k 1 or more, or drop the gate"
+        )

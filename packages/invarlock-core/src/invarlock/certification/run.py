@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from invarlock import config as cfg
 from invarlock.certification import preflight, sides
@@ -31,6 +31,9 @@ from invarlock.certification.evaluation.gate import GatePolicy
 from invarlock.certification.evaluation.scoring import METRIC_BY_ROLE
 from invarlock.certification.evaluation.windows import token_stream
 from invarlock.certification.progress import Progress
+from invarlock.certification.ranks import SINGLE, Ranks, is_dtensor
+from invarlock.certification.structure_change import StructureChange
+from invarlock.certification.structure_change import parse as parse_structure_change
 from invarlock.description import ModelDescription
 from invarlock.errors import ConfigError, EditError, RestoreVerificationError
 from invarlock.types import GuardSupport, SnapshotSupport
@@ -87,7 +90,8 @@ def plan_snapshot(
 
 
 def state_digests(model: Any) -> dict[str, str] | None:
-    """sha256 of every tensor's bytes in the model's state dict, or None for non-PyTorch models."""
+    """sha256 of every tensor's bytes in the model's state dict, or None for non-PyTorch models
+    (under tensor parallelism: of this rank's shard of each tensor)."""
     if not hasattr(model, "state_dict"):
         return None
     import torch
@@ -96,6 +100,8 @@ def state_digests(model: Any) -> dict[str, str] | None:
     for name, tensor in model.state_dict().items():
         if not isinstance(tensor, torch.Tensor) or tensor.device.type == "meta":
             continue
+        if is_dtensor(tensor):  # this rank's shard
+            tensor = cast(Any, tensor).to_local()
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
         data = flat.view(torch.uint8) if flat.numel() else flat
         digests[name] = (
@@ -112,6 +118,7 @@ def window_settings(config: Mapping[str, Any]) -> WindowSettings:
         windows=cfg.window_count(config),
         seed=dataset["seed"],
         batch_size=config["eval"]["batch_size"],
+        top_k=config["eval"]["top_k"],
     )
 
 
@@ -122,13 +129,22 @@ def gate_policy(config: Mapping[str, Any]) -> GatePolicy:
         gate["confidence"],
         gate["bootstrap"],
         allow_inconclusive=gate["allow_inconclusive"],
+        max_kl=gate["max_kl"],
+        min_top1_agreement=gate["min_top1_agreement"],
     )
 
 
 def run(
-    config: Mapping[str, Any], *, source: str = "config", progress: Progress | None = None
+    config: Mapping[str, Any],
+    *,
+    source: str = "config",
+    progress: Progress | None = None,
+    ranks: Ranks = SINGLE,
 ) -> dict[str, Any]:
-    """Execute a checked configuration (see :func:`invarlock.config.load_config`); returns the report."""
+    """Execute a checked configuration (see :func:`invarlock.config.load_config`); returns the report.
+
+    Under ``torchrun`` (``model.tp_plan``) every rank runs this with its ``ranks``: each edits,
+    snapshots, restores and proves its own shards, and the ranks meet before each collective."""
     progress = progress or Progress(enabled=False)
     started = time.monotonic()
     model_id = config["model"]["id"]
@@ -156,11 +172,16 @@ def run(
     spec, split = cfg.dataset_spec(config)
     corpus = load_corpus(spec, split=split, text_field=dataset["text_field"])
 
+    backends = sides.backends_to_import(chosen)
+    if backends:
+        progress.step(f"importing {', '.join(backends)}")
+        sides.import_backends(backends)
     progress.step(f"loading {model_id} with {chosen.name}")
     tokenizer = sides.load_tokenizer(chosen, model_id, "model", load_options)
     stream = token_stream(tokenizer, corpus)
+    ranks.checkpoint()
     model = sides.load_model(chosen, model_id, "model", config["model"]["device"], load_options)
-    adapter = chosen.adapter
+    adapter = ranks.before_each_forward(chosen.adapter)
     baseline_description = adapter.describe(model)
     role = baseline_description["role"]
     kind = config["eval"]["metric"]["kind"]
@@ -173,6 +194,9 @@ def run(
     evaluation.require_enough_evidence(
         policy, "use more text, more windows (dataset.windows) or longer ones (dataset.seq_len)", ALLOW_KEY
     )
+    declared = cfg.structure_change(config, source)
+    if declared:
+        declared.check_applies_to(baseline_description)
     baseline = evaluation.score(adapter, model, baseline_description, progress, "scoring unedited model")
 
     snapshot_plan = plan_snapshot(
@@ -193,12 +217,16 @@ def run(
             snapshot = adapter.snapshot_chunked(model, snapshot_root)
 
         progress.step(f"applying edit {edit_name}")
+        ranks.checkpoint()
         edit_summary = apply_edit(edit_name, model, plan)
+        declared = declared.merged(edit_declaration(edit_name, edit_summary, baseline_description))
         edited_description = adapter.describe(model)
-        edited = evaluation.score(adapter, model, edited_description, progress, "scoring edited model")
+        edited = evaluation.score(
+            adapter, model, edited_description, progress, "scoring edited model", baseline=baseline
+        )
         progress.finish()
 
-        judgement = judge_pair(policy, baseline, edited, seed=dataset["seed"])
+        judgement = judge_pair(policy, baseline, edited, seed=dataset["seed"], declared=declared)
         restore = {
             "performed": False,
             "verified": None,
@@ -236,7 +264,17 @@ def run(
         "dataset": {**corpus.info(), "windows": evaluation.windows.info()},
         "metric": evaluation.framing.describe(),
         "context": {"plugins": plugins_block(), "environment": environment()},
+        **({"tensor_parallel": ranks.info()} if ranks.distributed else {}),
     }
+
+
+def edit_declaration(name: str, summary: Mapping[str, Any], baseline: Mapping[str, Any]) -> StructureChange:
+    """The structure change an edit declares in its summary (``structure_change``, the format of
+    :mod:`invarlock.certification.structure_change`), checked against the unedited model."""
+    declared = parse_structure_change(summary.get("structure_change"), f"edit {name}")
+    if declared:
+        declared.check_applies_to(baseline)
+    return declared
 
 
 def _restore_and_prove(

@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from invarlock.certification.structure_change import StructureChange
 from invarlock.errors import TokenizerMismatchError
 
 PROBE_TEXT = (
@@ -70,19 +71,36 @@ def compare(baseline: Mapping[str, Any], subject: Mapping[str, Any], *, appended
     )
 
 
-def check_declared(appended: list[str], description: Mapping[str, Any]) -> None:
-    """Raise :class:`TokenizerMismatchError` unless the subject's description declares exactly the
-    tokens its tokenizer appends (``vocab_growth``)."""
+def check_declared(
+    appended: list[str],
+    description: Mapping[str, Any],
+    declared: StructureChange | None = None,
+    base_vocab_size: int | None = None,
+) -> None:
+    """Raise :class:`TokenizerMismatchError` unless the appended tokens are declared exactly: by
+    the subject's description (``vocab_growth``) or by a declared structure change (``vocab_size``
+    and, when given, ``added_tokens``) over the baseline's ``base_vocab_size``."""
+    if declared is not None and declared.vocab_size is not None and base_vocab_size is not None:
+        count = declared.vocab_size - base_vocab_size
+        tokens = list(declared.added_tokens) if declared.added_tokens is not None else None
+        if count == len(appended) and (tokens is None or tokens == appended):
+            return
+        raise TokenizerMismatchError(
+            f"the subject's tokenizer appends {len(appended)} token(s) to the baseline's "
+            f"({', '.join(appended[:5])}) but {' and '.join(declared.sources)} declares a vocabulary "
+            f"grown by {count} ({tokens}); declare exactly the tokens the subject's tokenizer appends"
+        )
     growth = description.get("vocab_growth") or {}
     count = growth.get("vocab_size", 0) - growth.get("base_vocab_size", 0) if growth else 0
-    declared = growth.get("added_tokens")
-    if count == len(appended) and (declared is None or list(declared) == appended):
+    tokens = growth.get("added_tokens")
+    if count == len(appended) and (tokens is None or list(tokens) == appended):
         return
     raise TokenizerMismatchError(
         f"the subject's tokenizer appends {len(appended)} token(s) to the baseline's "
         f"({', '.join(appended[:5])}) but its description declares "
-        + (f"a vocab_growth of {count} token(s) ({declared})" if growth else "no vocab_growth")
-        + "; certify accepts a grown vocabulary only when the subject's adapter declares exactly that growth"
+        + (f"a vocab_growth of {count} token(s) ({tokens})" if growth else "no vocab_growth")
+        + "; certify accepts a grown vocabulary only when the subject's adapter declares exactly that growth "
+        "or --declare-edit declares it (vocab_size, added_tokens)"
     )
 
 

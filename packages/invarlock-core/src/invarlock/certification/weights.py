@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from invarlock.certification.evaluation.gate import InvariantCheck
+from invarlock.certification.ranks import is_dtensor, local_part
 
 _TORCH_DTYPES = {
     "F64": "float64",
@@ -56,6 +57,9 @@ class WeightProof:
     unused: list[str] = field(default_factory=list)
     """File tensors the model does not hold."""
     seen: set[str] = field(default_factory=set)
+    parameter_ids: dict[str, int] = field(default_factory=dict)
+    """name -> id of its Parameter object: tied names share one, even on the meta device (accelerate's
+    offloaded weights), where there is no storage to go by."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -64,8 +68,8 @@ class WeightProof:
         if not (hasattr(model, "state_dict") and hasattr(model, "named_parameters")):
             return None
         tensors = dict(model.state_dict())
-        parameters = {name for name, _ in model.named_parameters(remove_duplicate=False)}
-        return cls(tensors, parameters)
+        named = list(model.named_parameters(remove_duplicate=False))
+        return cls(tensors, {name for name, _ in named}, parameter_ids={name: id(p) for name, p in named})
 
     def visit(self, name: str, dtype: str, shape: list[int], data: memoryview) -> None:
         """The :data:`~invarlock.certification.identity.TensorVisitor` of the identity pass."""
@@ -90,6 +94,8 @@ class WeightProof:
         else:
             on_disk = torch.frombuffer(data, dtype=torch_dtype).reshape(shape) if data.nbytes else None
             here = loaded.detach().to("cpu")
+            if on_disk is not None and is_dtensor(here):  # tensor parallel: this rank's shard
+                on_disk, here = local_part(on_disk, here), here.to_local()
             if on_disk is None:
                 same = here.numel() == 0
             elif here.dtype != torch_dtype:
@@ -118,7 +124,7 @@ class WeightProof:
                 self.differing.append(name)
 
     def _on_disk_storages(self) -> set[Any]:
-        return {self._storage(self.tensors[name]) for name in self.seen}
+        return {self._storage(name) for name in self.seen}
 
     def parameters_in_files(self) -> list[str]:
         """Parameters found in a file, directly or tied to one that is."""
@@ -126,7 +132,7 @@ class WeightProof:
         return sorted(
             name
             for name in self.parameters
-            if name in self.tensors and (name in self.seen or self._storage(self.tensors[name]) in on_disk)
+            if name in self.tensors and (name in self.seen or self._storage(name) in on_disk)
         )
 
     def newly_initialised(self) -> list[str]:
@@ -144,10 +150,12 @@ class WeightProof:
     def computed_buffers(self) -> list[str]:
         return sorted(name for name in self.tensors if name not in self.seen and name not in self.parameters)
 
-    @staticmethod
-    def _storage(tensor: Any) -> Any:
+    def _storage(self, name: str) -> Any:
+        tensor = self.tensors[name]
         if tensor.device.type == "meta":
-            return id(tensor)
+            return ("meta", self.parameter_ids.get(name, id(tensor)))
+        if is_dtensor(tensor):  # a DTensor's own storage is not its data; its local shard's is
+            tensor = tensor.to_local()
         return (tensor.device.type, tensor.untyped_storage().data_ptr())
 
     def info(self) -> dict[str, Any]:

@@ -9,7 +9,6 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from invarlock.cli import certify, describe, env, plugins, run, verify
 from invarlock.cli.parsing import InvarlockArgumentParser
 from invarlock.errors import InvarlockError
 
@@ -23,11 +22,17 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, help="show versions of core and plugins, then exit")
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from invarlock.cli import plugins
+
         print(plugins.version_text())
         parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here, not at the top: main() is then already running, so Ctrl-C while the
+    # subcommands' modules load ends with its one line, not a traceback.
+    from invarlock.cli import certify, describe, env, plugins, run, verify
+
     parser = InvarlockArgumentParser(
         prog="invarlock",
         description="Check an edited model checkpoint against its baseline.",
@@ -46,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_plugin_faults_plainly() -> None:
-    """A plugin fault is reported as one ``invarlock: warning:`` line, not Python's two-line warning."""
+    """A plugin fault or an ignored baseline cache entry is reported as one ``invarlock: warning:``
+    line, not Python's two-line warning."""
     from invarlock.manager import PluginFaultWarning
 
     shown = warnings.showwarning
@@ -54,7 +60,9 @@ def _show_plugin_faults_plainly() -> None:
         return
 
     def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if issubclass(category, PluginFaultWarning):
+        from invarlock.certification.cache import BaselineCacheWarning
+
+        if issubclass(category, (PluginFaultWarning, BaselineCacheWarning)):
             print(f"invarlock: warning: {message}", file=sys.stderr)
         else:
             shown(message, category, *args, **kwargs)
@@ -92,12 +100,16 @@ def _run(argv: Sequence[str] | None) -> int:
     except InvarlockError as exc:
         print(f"invarlock: error [{exc.code}]: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # Outputs are written all-or-nothing at the end, so an interrupted run leaves none behind.
-        print(
-            f"\ninvarlock: interrupted; {args.command} stopped before it finished and wrote no results",
-            file=sys.stderr,
-        )
+        activity = getattr(exc, "activity", "")  # progress.Interrupted: what the display was showing
+        if activity:
+            print(f"\ninvarlock: interrupted while {activity}; nothing written", file=sys.stderr)
+        else:
+            print(
+                f"\ninvarlock: interrupted; {args.command} stopped before it finished and wrote no results",
+                file=sys.stderr,
+            )
         return EXIT_INTERRUPTED
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any
 
 from invarlock.certification.certificate import to_json
+from invarlock.certification.certificate.text import cache_line, distribution_line
 from invarlock.certification.datasets import EMBEDDED
+from invarlock.certification.evaluation.distribution import DEFAULT_TOP_K
 from invarlock.certification.evaluation.gate import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_CONFIDENCE,
@@ -20,8 +23,16 @@ from invarlock.certification.evaluation.scoring import DEFAULT_BATCH_SIZE
 from invarlock.certification.evaluation.windows import DEFAULT_SEED, DEFAULT_SEQ_LEN, DEFAULT_WINDOWS
 from invarlock.cli.parsing import organise_help
 from invarlock.cli.style import with_coloured_verdict, wrap_words
+from invarlock.errors import InvalidLoadOptionError, InvarlockError
 
 DEFAULT_OUT = "invarlock-certificate"
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -57,13 +68,90 @@ def load_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def subject_load_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if args.subject_base:
-        options["base"] = args.subject_base
-    if args.subject_merge:
-        options["merge"] = True
+def add_placement_options(parser: argparse.ArgumentParser) -> None:
+    """The load options of both sides beyond device and dtype, and each side's own."""
+    parser.add_argument(
+        "--device-map",
+        help="accelerate placement for both sides: auto, balanced, sequential, or a JSON map "
+        '(\'{"model.layers.0": "cpu", ...}\')',
+    )
+    parser.add_argument(
+        "--max-memory",
+        help='the most each device may hold, with --device-map (JSON: \'{"0": "20GiB", "cpu": "60GiB"}\')',
+    )
+    parser.add_argument(
+        "--offload-folder", help="where --device-map puts what fits on no device (disk offload)"
+    )
+    parser.add_argument(
+        "--tp-plan",
+        metavar="PLAN",
+        help="tensor parallelism for both sides: auto (the model's own plan); one process per device, "
+        "started with torchrun --nproc-per-node N -m invarlock certify ...",
+    )
+    for side in ("baseline", "subject"):
+        parser.add_argument(
+            f"--{side}-option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"a load option of the {side} only, over the options for both (repeatable; VALUE is read "
+            f'as JSON when it parses: dtype=bfloat16, max_memory=\'{{"cpu": "2GiB"}}\', revision=abc123)',
+        )
+
+
+def option_value(text: str) -> Any:
+    """A ``KEY=VALUE`` or flag value: JSON when it parses (numbers, true, objects), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def shared_load_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The load options both sides get: ``--dtype``, ``--trust-remote-code`` and the placement flags."""
+    options = load_options(args)
+    if args.device_map is not None:
+        options["device_map"] = option_value(args.device_map)
+    if args.max_memory is not None:
+        max_memory = option_value(args.max_memory)
+        if not isinstance(max_memory, dict):
+            raise InvalidLoadOptionError(
+                f"--max-memory must be a JSON object of device to size, got {args.max_memory!r}; "
+                """write it like '{"cpu": "2GiB"}'"""
+            )
+        options["max_memory"] = max_memory
+    if args.offload_folder is not None:
+        options["offload_folder"] = args.offload_folder
+    if args.tp_plan is not None:
+        options["tp_plan"] = option_value(args.tp_plan)
     return options
+
+
+def side_options(args: argparse.Namespace, side: str) -> Any:
+    """One side's adapter, device and load options: the options for both sides, then the side's own
+    (``--subject-base``, ``--subject-merge``, ``--SIDE-option KEY=VALUE``, which win)."""
+    options = shared_load_options(args)
+    device = args.device
+    if side == "subject":
+        if args.subject_base:
+            options["base"] = args.subject_base
+        if args.subject_merge:
+            options["merge"] = True
+    for item in getattr(args, f"{side}_option"):
+        key, equals, value = item.partition("=")
+        key = key.strip()
+        if not equals or not key.isidentifier():
+            raise InvalidLoadOptionError(
+                f"--{side}-option {item!r} is not KEY=VALUE; write it like --{side}-option dtype=bfloat16"
+            )
+        if key == "device":
+            device = str(option_value(value))
+        else:
+            options[key] = option_value(value)
+    from invarlock.certification.sides import SideOptions
+
+    adapter = args.subject_adapter if side == "subject" and args.subject_adapter else args.adapter
+    return SideOptions(adapter, device, options)
 
 
 def add_parser(commands: Any) -> None:
@@ -89,6 +177,12 @@ def add_parser(commands: Any) -> None:
         "--subject-merge",
         action="store_true",
         help="merge a PEFT adapter subject into its base before scoring (certify merged against unmerged)",
+    )
+    parser.add_argument(
+        "--declare-edit",
+        metavar="FILE",
+        help="YAML or JSON file declaring the subject's structure change (heads pruned, MLP widths, "
+        "experts, vocabulary, layers removed): the structure invariant then requires exactly that",
     )
     parser.add_argument(
         "--dataset",
@@ -127,6 +221,13 @@ def add_parser(commands: Any) -> None:
         help=f"windows per forward pass (default: {DEFAULT_BATCH_SIZE})",
     )
     parser.add_argument(
+        "--top-k",
+        type=non_negative_int,
+        default=DEFAULT_TOP_K,
+        help="baseline tokens kept per scored token for KL, top-1 agreement and Δp; 0: no distribution "
+        f"metrics (default: {DEFAULT_TOP_K})",
+    )
+    parser.add_argument(
         "--max-ratio",
         type=float,
         default=DEFAULT_MAX_RATIO,
@@ -145,12 +246,30 @@ def add_parser(commands: Any) -> None:
         help=f"bootstrap resamples (default: {DEFAULT_BOOTSTRAP})",
     )
     parser.add_argument(
+        "--max-kl",
+        type=float,
+        help="gate: largest allowed upper CI bound of the mean KL(baseline‖subject), nats/token "
+        "(default: off)",
+    )
+    parser.add_argument(
+        "--min-top1-agreement",
+        type=float,
+        help="gate: smallest allowed lower CI bound of the top-1 agreement rate, 0 to 1 (default: off)",
+    )
+    parser.add_argument(
         "--allow-inconclusive",
         action="store_true",
         help=f"below the gate's minimum evidence ({MIN_WINDOWS} windows, {MIN_TOKENS} scored tokens) write "
         "an INCONCLUSIVE certificate (exit 1) instead of refusing (exit 2)",
     )
     add_model_options(parser)
+    add_placement_options(parser)
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="load and score the baseline even when the baseline cache holds it, and store nothing "
+        "(cache directory: INVARLOCK_CACHE_DIR, else the platform's user cache)",
+    )
     parser.add_argument(
         "--out", default=DEFAULT_OUT, help=f"directory for the certificate files (default: {DEFAULT_OUT})"
     )
@@ -172,6 +291,7 @@ HELP_GROUPS = {
         "--subject-adapter",
         "--subject-base",
         "--subject-merge",
+        "--declare-edit",
     ),
     "evaluation windows": (
         "--dataset",
@@ -182,16 +302,37 @@ HELP_GROUPS = {
         "--windows",
         "--seed",
         "--batch-size",
+        "--top-k",
     ),
-    "gate": ("--max-ratio", "--confidence", "--bootstrap", "--allow-inconclusive"),
-    "loading": ("--device", "--dtype", "--trust-remote-code"),
+    "gate": (
+        "--max-ratio",
+        "--max-kl",
+        "--min-top1-agreement",
+        "--confidence",
+        "--bootstrap",
+        "--allow-inconclusive",
+    ),
+    "loading (both sides; --baseline-option, --subject-option: one side)": (
+        "--device",
+        "--dtype",
+        "--trust-remote-code",
+        "--device-map",
+        "--max-memory",
+        "--offload-folder",
+        "--tp-plan",
+        "--baseline-option",
+        "--subject-option",
+        "--no-cache",
+    ),
     "output": ("--out", "--json", "--no-color"),
 }
 HELP_EXAMPLES = (
     "invarlock certify --baseline ./base --subject ./quantized",
     "invarlock certify --baseline ./base --subject ./tuned --dataset eval.jsonl",
-    "invarlock certify --baseline ./base --subject ./pruned --max-ratio 1.05",
+    "invarlock certify --baseline ./base --subject ./pruned --declare-edit p.yaml",
     "invarlock certify --baseline ./base --subject ./lora --subject-merge --json",
+    "invarlock certify --baseline ./base --subject ./q4 --subject-option device=cpu",
+    "invarlock certify --baseline ./big --subject ./pruned --device-map auto",
 )
 
 
@@ -200,15 +341,22 @@ def _certify_command(args: argparse.Namespace) -> int:
     from invarlock.certification.certify import CertifyOptions, certify
     from invarlock.certification.evaluate import WindowSettings
     from invarlock.certification.evaluation.gate import GatePolicy
-    from invarlock.certification.preflight import check_gate_numbers, check_output_directory
+    from invarlock.certification.preflight import (
+        check_distribution_gate,
+        check_gate_numbers,
+        check_output_directory,
+    )
     from invarlock.certification.progress import Progress
+    from invarlock.certification.ranks import ranks_for
+    from invarlock.certification.structure_change import load as load_structure_change
 
     quiet_backend_progress()
     check_gate_numbers(args.max_ratio, args.confidence)
-    check_output_directory(args.out)
+    check_distribution_gate(args.max_kl, args.min_top1_agreement, args.top_k)
+    structure_change = load_structure_change(args.declare_edit) if args.declare_edit else None
     options = CertifyOptions(
-        adapter=args.adapter,
-        subject_adapter=args.subject_adapter,
+        baseline=side_options(args, "baseline"),
+        subject=side_options(args, "subject"),
         dataset=args.dataset,
         split=args.split,
         text_field=args.text_field,
@@ -218,17 +366,42 @@ def _certify_command(args: argparse.Namespace) -> int:
             windows=args.windows,
             seed=args.seed,
             batch_size=args.batch_size,
+            top_k=args.top_k,
         ),
-        device=args.device,
-        load_options=load_options(args),
-        subject_load_options=subject_load_options(args),
         policy=GatePolicy(
-            args.max_ratio, args.confidence, args.bootstrap, allow_inconclusive=args.allow_inconclusive
+            args.max_ratio,
+            args.confidence,
+            args.bootstrap,
+            allow_inconclusive=args.allow_inconclusive,
+            max_kl=args.max_kl,
+            min_top1_agreement=args.min_top1_agreement,
         ),
+        cache=not args.no_cache,
+        structure_change=structure_change,
     )
-    with Progress(enabled=not args.json) as progress:
-        certificate = certify(args.baseline, args.subject, options, progress, command=command_line(args))
-    paths = write_certificate(certificate, args.out)
+    ranks = ranks_for([options.baseline.load_options, options.subject.load_options])
+    certificate: dict[str, Any] = {}
+    failure: InvarlockError | None = None
+    try:  # on several ranks (torchrun) each rank's failure is every rank's: see certification.ranks
+        if ranks.lead:  # only rank 0 writes
+            check_output_directory(args.out)
+        with Progress(enabled=not args.json and ranks.lead) as progress:
+            certificate = certify(
+                args.baseline, args.subject, options, progress, command=command_line(args), ranks=ranks
+            )
+    except InvarlockError as exc:
+        failure = exc
+    ranks.settle(failure, outcome(certificate))
+    paths: dict[str, Any] = {}
+    try:
+        if ranks.lead:
+            paths = write_certificate(certificate, args.out)
+    except InvarlockError as exc:
+        failure = exc
+    ranks.settle(failure)
+    if not ranks.lead:
+        ranks.wait_for_lead()
+        return int(certificate["exit_code"])
     if args.json:
         sys.stdout.write(to_json(certificate))
     else:
@@ -242,10 +415,37 @@ def _certify_command(args: argparse.Namespace) -> int:
     return int(certificate["exit_code"])
 
 
+def outcome(document: dict[str, Any]) -> dict[str, Any]:
+    """What every rank must agree on: the verdict, the exit code and the statistics."""
+    return {key: document.get(key) for key in ("verdict", "exit_code", "stats", "certificate_id")}
+
+
 def command_line(args: argparse.Namespace) -> list[str]:
     """The command as typed (``invarlock certify ...``), for the certificate's ``invocation``."""
     typed = getattr(args, "argv", None)
     return ["invarlock", *(typed if typed is not None else sys.argv[1:])]
+
+
+def placement_lines(document: dict[str, Any]) -> list[str]:
+    """Where each part of a side placed by a device map ran (nothing for a side placed whole)."""
+    from invarlock.certification.certificate.text import placement_line
+
+    return [
+        f"{side} placement: {placement_line(document[side])}"
+        for side in ("baseline", "subject")
+        if isinstance(document.get(side), dict) and document[side].get("placement")
+    ]
+
+
+def structure_lines(document: dict[str, Any]) -> list[str]:
+    """One line per declared structure change made (failures are in the reasons already)."""
+    from invarlock.certification.certificate.text import structure_declaration_line
+
+    declared = structure_declaration_line(document)
+    if declared is None:
+        return []
+    made = [c for c in document["structure_delta"]["changes"] if c["status"] == "declared"]
+    return [f"structure: {len(made)} change(s) {declared}"]
 
 
 def summary(document: dict[str, Any]) -> str:
@@ -261,7 +461,11 @@ def summary(document: dict[str, Any]) -> str:
         f"gate: {gate['rule']}",
         f"baseline ppl {fmt(stats['baseline_ppl'])}, subject ppl {fmt(stats['subject_ppl'])}, "
         f"{stats['windows']} windows, {stats['tokens']} tokens",
+        *([distribution_line(document["distribution"])] if "distribution" in document else []),
+        f"baseline cache: {cache_line(document)}",
         *document["reasons"][1:],
+        *placement_lines(document),
+        *structure_lines(document),
     ]
     # 80 columns, wrapped at spaces only: every line after the verdict indented under it
     return "\n".join(

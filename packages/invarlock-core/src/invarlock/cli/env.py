@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from invarlock import __version__
+from invarlock.certification.progress import CI_ENV
 from invarlock.cli.style import NO_COLOR_ENV, wrap_words
 from invarlock.listing import adapters_listing, plugins_listing
 from invarlock.manager import DISABLE_ENV
@@ -28,8 +29,9 @@ ENV_SCHEMA = "invarlock.env/v1"
 ENVIRONMENT_VARIABLES = (
     (ALLOW_NETWORK_ENV, "1 allows Hugging Face hub downloads (default: offline)"),
     (DISABLE_ENV, "plugins to turn off, comma-separated (entry-point or distribution names)"),
-    (CACHE_DIR_ENV, "cache directory (default: ~/.cache/invarlock)"),
+    (CACHE_DIR_ENV, "cache directory (default: the platform's user cache, ~/.cache/invarlock on Linux)"),
     (NO_COLOR_ENV, "any value turns colour off (as --no-color does; never in a pipe)"),
+    (CI_ENV, "set (not 0/false) by CI services: no progress display, as in a pipe"),
 )
 """(name, meaning) of every variable InvarLock reads; each name is defined in the
 module that reads it. The top-level ``--help`` lists them and ``invarlock env`` shows their values."""

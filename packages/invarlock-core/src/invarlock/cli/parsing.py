@@ -83,7 +83,11 @@ class InvarlockArgumentParser(argparse.ArgumentParser):
 
     def _unknown_option_message(self, option: str) -> str:
         known = [name for name in self._option_string_actions if name.startswith("--")]
-        close = difflib.get_close_matches(option, known, n=1, cutoff=0.6)
+        # an abbreviation names the options it begins (--max-r: --max-ratio, not the closer --max-kl)
+        completions = [name for name in known if name.startswith(option)]
+        close = difflib.get_close_matches(
+            option, completions or known, n=1, cutoff=0.6 if not completions else 0
+        )
         if close:
             return f"unknown option {option}; did you mean {close[0]}?"
         return f"unknown option {option}; `{self.prog} --help` lists the options"

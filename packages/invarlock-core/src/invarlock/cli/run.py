@@ -32,17 +32,37 @@ def _run_command(args: argparse.Namespace) -> int:
     from invarlock.certification.certificate import write_report
     from invarlock.certification.preflight import check_output_directory
     from invarlock.certification.progress import Progress
+    from invarlock.certification.ranks import ranks_for
     from invarlock.certification.run import run
     from invarlock.cli.certify import quiet_backend_progress, summary
     from invarlock.cli.style import with_coloured_verdict
-    from invarlock.config import load_config
+    from invarlock.config import load_config, load_options
+    from invarlock.errors import InvarlockError
 
     quiet_backend_progress()
     config = load_config(args.config)
-    check_output_directory(args.out or config["output"]["dir"], "--out" if args.out else "output.dir")
-    with Progress(enabled=not args.json) as progress:
-        report = run(config, source=args.config, progress=progress)
-    path = write_report(report, args.out or config["output"]["dir"])
+    ranks = ranks_for([load_options(config)], flag="model.tp_plan")
+    out = args.out or config["output"]["dir"]
+    report: dict[str, Any] = {}
+    failure: InvarlockError | None = None
+    try:  # on several ranks (torchrun) each rank's failure is every rank's: see certification.ranks
+        if ranks.lead:  # only rank 0 writes
+            check_output_directory(out, "--out" if args.out else "output.dir")
+        with Progress(enabled=not args.json and ranks.lead) as progress:
+            report = run(config, source=args.config, progress=progress, ranks=ranks)
+    except InvarlockError as exc:
+        failure = exc
+    ranks.settle(failure, {key: report.get(key) for key in ("verdict", "exit_code", "stats", "restore")})
+    path = None
+    try:
+        if ranks.lead:
+            path = write_report(report, out)
+    except InvarlockError as exc:
+        failure = exc
+    ranks.settle(failure)
+    if not ranks.lead:
+        ranks.wait_for_lead()
+        return int(report["exit_code"])
     if args.json:
         sys.stdout.write(to_json(report))
     else:

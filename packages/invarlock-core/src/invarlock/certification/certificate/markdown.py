@@ -9,11 +9,20 @@ from typing import Any
 
 from invarlock.certification.certificate.text import (
     adapter_line,
+    cache_line,
     description_rows,
+    distribution_rows,
+    duration_text,
+    environment_rows,
     identity_line,
+    installed_adapters,
+    load_options_line,
     number,
+    placement_line,
     ratio_line,
     size_text,
+    structure_declaration_line,
+    structure_delta_rows,
     weights_line,
 )
 
@@ -33,10 +42,26 @@ def _code(text: Any) -> str:
     return f"{fence}{pad}{value}{pad}{fence}"
 
 
+def _distribution_section(block: Mapping[str, Any] | None, confidence: float) -> list[str]:
+    if block is None:
+        return []
+    return [
+        "## Distribution",
+        "",
+        f"| metric | value | {confidence:.0%} CI |",
+        "|---|---|---|",
+        *[f"| {_cell(name)} | {value} | {interval} |" for name, value, interval in distribution_rows(block)],
+        "",
+        f"{block['tokens']} scored tokens, baseline top {block['top_k']}. {_cell(block['approximation'])}.",
+        "",
+    ]
+
+
 def render_markdown(certificate: Mapping[str, Any]) -> str:
     stats, gate, dataset = certificate["stats"], certificate["gate"], certificate["dataset"]
     windows = dataset["windows"]
     mark = {"PASS": "✅", "FAIL": "❌"}.get(certificate["verdict"], "⚠️")
+    adapters, not_installed = installed_adapters(certificate["plugins"])
     lines = [
         f"# InvarLock certificate: {mark} {certificate['verdict']}",
         "",
@@ -44,7 +69,9 @@ def render_markdown(certificate: Mapping[str, Any]) -> str:
         f"- **Subject:** {_code(certificate['subject']['model_id'])}",
         f"- **Perplexity ratio (subject / baseline):** {ratio_line(stats)}",
         f"- **Gate:** {gate['rule']} → {'passed' if gate['passed'] else 'failed'}",
-        f"- **Certificate id:** `{certificate['certificate_id']}` · created {certificate['created']}",
+        f"- **Certificate id:** `{certificate['certificate_id']}` · created {certificate['created']} "
+        f"in {duration_text(certificate['duration_s'])}",
+        f"- **Baseline cache:** {_cell(cache_line(certificate))}",
         f"- **Command:** `{certificate['invocation']['command'] or '(certify() from Python)'}`",
         "",
         "## Why",
@@ -55,10 +82,16 @@ def render_markdown(certificate: Mapping[str, Any]) -> str:
         "",
         "| | baseline | subject |",
         "|---|---|---|",
-        f"| perplexity ({certificate['metric']['kind']}) | {number(stats['baseline_ppl'])} | "
-        f"{number(stats['subject_ppl'])} |",
-        f"| adapter | {_cell(adapter_line(certificate['baseline']))} | "
-        f"{_cell(adapter_line(certificate['subject']))} |",
+        f"| perplexity ({certificate['metric']['kind']}) | {number(stats['baseline_ppl'])} ppl | "
+        f"{number(stats['subject_ppl'])} ppl |",
+        *[
+            f"| {label} | {_cell(line(certificate['baseline']))} | {_cell(line(certificate['subject']))} |"
+            for label, line in (
+                ("adapter", adapter_line),
+                ("loaded with", load_options_line),
+                ("placement", placement_line),
+            )
+        ],
         "",
         f"{stats['windows']} windows of {windows['window_tokens']} tokens ({stats['tokens']} scored tokens) "
         f"from {_code(dataset['source'])}{' split ' + _cell(dataset['split']) if dataset['split'] else ''}, "
@@ -66,6 +99,7 @@ def render_markdown(certificate: Mapping[str, Any]) -> str:
         f"{stats['method']} with {stats['bootstrap']} resamples. Mean Δ log-loss "
         f"{number(stats['mean_delta_log_loss'], 5)} nats/token.",
         "",
+        *_distribution_section(certificate.get("distribution"), stats["confidence"]),
         "## Invariants",
         "",
         "| check | result | detail |",
@@ -75,6 +109,7 @@ def render_markdown(certificate: Mapping[str, Any]) -> str:
             for c in certificate["invariants"]["checks"]
         ],
         "",
+        *structure_section(certificate),
         "## Content identity",
         "",
         "| | baseline | subject |",
@@ -103,16 +138,39 @@ def render_markdown(certificate: Mapping[str, Any]) -> str:
         "",
         "## Environment",
         "",
-        *[f"- {key}: {_cell(value)}" for key, value in certificate["environment"].items()],
+        *[f"- {key}: {_cell(value)}" for key, value in environment_rows(certificate["environment"])],
         "",
         "## Adapters installed",
         "",
         "| adapter | distribution | version | status |",
         "|---|---|---|---|",
-        *[
-            f"| {a['name']} | {a['distribution']} | {a['version'] or '–'} | {a['status']} |"
-            for a in certificate["plugins"]["adapters"]
-        ],
+        *[f"| {a['name']} | {a['distribution']} | {a['version']} | {a['status']} |" for a in adapters],
         "",
+        *(
+            [
+                f"{not_installed} more adapters are catalogued but not installed "
+                "(`invarlock plugins adapters` lists them with the command that installs each).",
+                "",
+            ]
+            if not_installed
+            else []
+        ),
     ]
     return "\n".join(lines)
+
+
+def structure_section(certificate: Mapping[str, Any]) -> list[str]:
+    """The per-layer structure changes and the declaration they are judged against (none: no section)."""
+    rows = structure_delta_rows(certificate)
+    declared = structure_declaration_line(certificate)
+    if not rows and declared is None:
+        return []
+    return [
+        "## Structure changes",
+        "",
+        *([_cell(declared), ""] if declared else []),
+        "| layer | key | baseline | subject | declared | result |",
+        "|---|---|---|---|---|---|",
+        *[f"| {' | '.join(_cell(cell) for cell in row)} |" for row in rows],
+        "",
+    ]

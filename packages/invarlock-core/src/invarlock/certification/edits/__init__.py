@@ -1,6 +1,10 @@
 """Built-in edits applied by ``invarlock run``: ``noop`` and ``quant_rtn``.
 
-An edit changes a loaded PyTorch model in place and returns a JSON-serialisable summary.
+An edit changes a loaded PyTorch model in place and returns a JSON-serialisable summary. An edit
+that changes the model's structure (prunes heads, shrinks MLPs, removes experts or layers, grows
+the vocabulary) says so in its summary's ``structure_change`` key, in the format of
+:mod:`invarlock.certification.structure_change`; the structure invariant then holds the edited
+model to exactly that. An edit without the key declares no structure change.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from invarlock.certification.ranks import is_dtensor, local_part
 from invarlock.errors import EditError
 
 SCOPES = {
@@ -51,7 +52,7 @@ def _linear_weights(model: Any, scope: str) -> list[tuple[str, Any, bool]]:
     keys = SCOPES[scope]
     storage_users: dict[int, int] = {}
     for _, tensor in model.named_parameters(remove_duplicate=False):
-        key = tensor.untyped_storage().data_ptr() if tensor.device.type != "meta" else id(tensor)
+        key = _storage_key(tensor)
         storage_users[key] = storage_users.get(key, 0) + 1
     found = []
     for name, module in model.named_modules():
@@ -68,10 +69,36 @@ def _linear_weights(model: Any, scope: str) -> list[tuple[str, Any, bool]]:
             continue
         if keys and not any(k in name.lower() for k in keys):
             continue
-        if storage_users.get(weight.untyped_storage().data_ptr(), 0) > 1:
+        if storage_users.get(_storage_key(weight), 0) > 1:
             continue  # tied to another tensor
         found.append((name, weight, transposed))
     return found
+
+
+def _storage_key(tensor: Any) -> int:
+    if tensor.device.type == "meta":
+        return id(tensor)
+    if is_dtensor(tensor):  # a DTensor's own storage is not its data; its local shard's is
+        tensor = tensor.to_local()
+    return int(tensor.untyped_storage().data_ptr())
+
+
+def _quantize_(weight: Any, transposed: bool, bits: int, group: int | None, per_channel: bool) -> None:
+    """Quantize one weight in place; a tensor-parallel shard exactly as its whole tensor would be.
+
+    Groups and channel scales span the whole tensor, not one rank's part of it: the shard's whole
+    tensor is gathered (every rank edits the same weights in the same order), quantized, and this
+    rank's part written back.
+    """
+    if not is_dtensor(weight):
+        quantize_rtn_(weight.t() if transposed else weight, bits, group, per_channel)
+        return
+    import torch
+
+    with torch.no_grad():
+        whole = weight.full_tensor()
+        quantize_rtn_(whole.t() if transposed else whole, bits, group, per_channel)
+        weight.to_local().copy_(local_part(whole, weight))
 
 
 def apply_quant_rtn(
@@ -89,7 +116,7 @@ def apply_quant_rtn(
     if not targets:
         raise EditError(f"quant_rtn found no floating-point linear weights in scope {scope!r} to quantize")
     for _, weight, transposed in targets:
-        quantize_rtn_(weight.t() if transposed else weight, bitwidth, group, per_channel)
+        _quantize_(weight, transposed, bitwidth, group, per_channel)
     return {
         "bitwidth": bitwidth,
         "group_size": group,

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from invarlock.certification.evaluation.distribution import DistributionMetrics
 from invarlock.certification.evaluation.stats import PairedRatio
 from invarlock.errors import InsufficientEvidenceError
 
@@ -42,12 +43,28 @@ class GatePolicy:
     min_tokens: int = MIN_TOKENS
     allow_inconclusive: bool = False
     """Below the minimum, write an ``INCONCLUSIVE`` verdict instead of refusing."""
+    max_kl: float | None = None
+    """The largest allowed upper bound of the interval of the mean KL(baseline‖subject), in nats per
+    token; None (the default): KL is reported, not gated. No threshold fits every model and vocabulary
+    (the demo's 8-bit subject is near 0.001, its 2-bit subject above 1), so there is no default."""
+    min_top1_agreement: float | None = None
+    """The smallest allowed lower bound of the interval of the top-1 agreement rate; None (the
+    default): reported, not gated."""
+
+    @property
+    def distribution_gated(self) -> bool:
+        return self.max_kl is not None or self.min_top1_agreement is not None
 
     @property
     def rule(self) -> str:
+        level = f"{self.confidence:.0%} interval"
+        bounds = [f"upper bound of the {level} of the ppl ratio <= {self.max_ratio:g}"]
+        if self.max_kl is not None:
+            bounds.append(f"upper bound of the mean KL's {level} <= {self.max_kl:g} nats/token")
+        if self.min_top1_agreement is not None:
+            bounds.append(f"lower bound of the top-1 agreement's {level} >= {self.min_top1_agreement:g}")
         return (
-            f"upper bound of the {self.confidence:.0%} interval of the ppl ratio <= {self.max_ratio:g}, "
-            f"on at least {self.min_windows} windows and {self.min_tokens} scored tokens"
+            f"{', '.join(bounds)}, on at least {self.min_windows} windows and {self.min_tokens} scored tokens"
         )
 
     def shortfall(self, windows: int, tokens: int) -> str | None:
@@ -85,6 +102,8 @@ class GateResult:
     invariants_passed: bool
     reasons: list[str] = field(default_factory=list)
     enough_evidence: bool = True
+    distribution_passed: bool | None = None
+    """Whether the distribution gates (``max_kl``, ``min_top1_agreement``) hold; None when none is set."""
 
     @property
     def verdict(self) -> str:
@@ -93,11 +112,17 @@ class GateResult:
         return "PASS" if self.passed else "FAIL"
 
 
-def judge(policy: GatePolicy, stats: PairedRatio, invariants: Sequence[InvariantCheck]) -> GateResult:
+def judge(
+    policy: GatePolicy,
+    stats: PairedRatio,
+    invariants: Sequence[InvariantCheck],
+    distribution: DistributionMetrics | None = None,
+) -> GateResult:
     """Apply ``policy``; ``reasons`` says in words why the verdict is what it is.
 
     Too little evidence is refused here too (the callers check earlier, before any model is
-    loaded, from what they asked for), so no verdict is ever judged on it.
+    loaded, from what they asked for), so no verdict is ever judged on it. A distribution gate
+    without distribution metrics (``top_k`` 0) fails; the commands refuse that combination first.
     """
     policy.require_enough_evidence(stats.windows, stats.tokens, "score more windows")
     shortfall = policy.shortfall(stats.windows, stats.tokens)
@@ -112,9 +137,47 @@ def judge(policy: GatePolicy, stats: PairedRatio, invariants: Sequence[Invariant
         reasons.append(f"ppl ratio {stats.ratio:.4f} {interval}: upper bound exceeds {policy.max_ratio:g}")
     if shortfall is not None:
         reasons.append(f"INCONCLUSIVE: {shortfall}; the ratio and its interval decide nothing")
+    distribution_passed = _judge_distribution(policy, distribution, reasons)
     reasons += [f"invariant {check.name} failed: {check.detail}" for check in failed_invariants]
-    passed = ratio_passed and invariants_passed and shortfall is None
-    return GateResult(passed, ratio_passed, invariants_passed, reasons, enough_evidence=shortfall is None)
+    passed = ratio_passed and invariants_passed and shortfall is None and distribution_passed is not False
+    return GateResult(
+        passed,
+        ratio_passed,
+        invariants_passed,
+        reasons,
+        enough_evidence=shortfall is None,
+        distribution_passed=distribution_passed,
+    )
+
+
+def _judge_distribution(
+    policy: GatePolicy, metrics: DistributionMetrics | None, reasons: list[str]
+) -> bool | None:
+    if not policy.distribution_gated:
+        return None
+    if metrics is None:
+        reasons.append("the gate bounds the distribution metrics, but they were not computed (top_k 0)")
+        return False
+    passed = True
+    if policy.max_kl is not None:
+        low, high = metrics.kl_ci
+        within = high <= policy.max_kl
+        passed &= within
+        verdict = "within" if within else "exceeds"
+        reasons.append(
+            f"mean KL {metrics.kl_mean:.4g} nats/token [{low:.4g}, {high:.4g}]: "
+            f"upper bound {verdict} {policy.max_kl:g}"
+        )
+    if policy.min_top1_agreement is not None:
+        low, high = metrics.top1_ci
+        within = low >= policy.min_top1_agreement
+        passed &= within
+        verdict = "at least" if within else "below"
+        reasons.append(
+            f"top-1 agreement {metrics.top1_rate:.4f} [{low:.4f}, {high:.4f}]: "
+            f"lower bound {verdict} {policy.min_top1_agreement:g}"
+        )
+    return passed
 
 
 def policy_dict(policy: GatePolicy) -> dict[str, Any]:
@@ -127,4 +190,6 @@ def policy_dict(policy: GatePolicy) -> dict[str, Any]:
         "min_windows": policy.min_windows,
         "min_tokens": policy.min_tokens,
         "allow_inconclusive": policy.allow_inconclusive,
+        "max_kl": policy.max_kl,
+        "min_top1_agreement": policy.min_top1_agreement,
     }

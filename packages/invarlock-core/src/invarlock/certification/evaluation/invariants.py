@@ -8,20 +8,8 @@ from typing import Any
 
 from invarlock.certification.evaluation.gate import InvariantCheck
 from invarlock.certification.evaluation.stats import WindowScore
+from invarlock.certification.structure_change import LayerDelta, StructureChange, deltas, from_vocab_growth
 from invarlock.description import OPTIONAL_KEYS, STRUCTURAL_KEYS, VOCAB_GROWTH_KEY
-
-
-def declared_growth(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The subject's ``vocab_growth`` when it declares exactly the step from the baseline's
-    vocabulary to its own; None when it declares none, or another one."""
-    growth = subject.get(VOCAB_GROWTH_KEY)
-    if not isinstance(growth, Mapping):
-        return None
-    matches = (growth.get("base_vocab_size"), growth.get("vocab_size")) == (
-        baseline.get("vocab_size"),
-        subject.get("vocab_size"),
-    )
-    return growth if matches else None
 
 
 def one_sided_keys(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> dict[str, str]:
@@ -34,34 +22,66 @@ def one_sided_keys(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> d
     }
 
 
-def structure_check(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> InvariantCheck:
+def structure_delta(
+    baseline: Mapping[str, Any], subject: Mapping[str, Any], declared: StructureChange | None = None
+) -> tuple[StructureChange, list[LayerDelta], dict[str, str]]:
+    """The declaration in force (``declared`` plus the subject's own ``vocab_growth``), every
+    structural difference between the sides judged against it, and the keys not compared."""
+    change = (declared or StructureChange()).merged(from_vocab_growth(baseline, subject))
     one_sided = one_sided_keys(baseline, subject)
     compared = [key for key in STRUCTURAL_KEYS if key not in one_sided]
+    return change, deltas(baseline, subject, change, compared), one_sided
+
+
+def structure_check(
+    baseline: Mapping[str, Any], subject: Mapping[str, Any], declared: StructureChange | None = None
+) -> InvariantCheck:
+    """The subject has the baseline's structure, changed by exactly ``declared`` (and the
+    ``vocab_growth`` it describes): every declared change made, nothing else different."""
+    change, found, one_sided = structure_delta(baseline, subject, declared)
     uncompared = "".join(
         f"; {key} not compared (only the {side} describes it)" for key, side in one_sided.items()
     )
-    differing = [key for key in compared if baseline.get(key) != subject.get(key)]
-    growth = declared_growth(baseline, subject)
-    accepted = ""
-    if growth is not None and "vocab_size" in differing:
-        differing.remove("vocab_size")
-        tokens = growth.get("added_tokens")
-        named = f": {', '.join(tokens[:5])}{' ...' if len(tokens) > 5 else ''}" if tokens else ""
-        accepted = (
-            f"; vocab_size grew from {growth['base_vocab_size']} to {growth['vocab_size']} as the subject "
-            f"declares ({growth['vocab_size'] - growth['base_vocab_size']} added tokens{named})"
+    wrong = [d for d in found if d.status != "declared"]
+    if not wrong:
+        compared = [key for key in STRUCTURAL_KEYS if key not in one_sided]
+        changed = {d.key for d in found} | ({"n_layer"} if change.layers_removed else set())
+        agreed = [key for key in compared if key not in changed]
+        user_vocab = declared is not None and declared.vocab_size is not None
+        made = _declared_phrases(
+            change, found, baseline, "declared" if user_vocab else "the subject declares"
         )
-    if not differing:
-        agreed = [key for key in compared if not (accepted and key == "vocab_size")]
         return InvariantCheck(
-            "structure", True, f"descriptions agree on {', '.join(agreed)}{accepted}{uncompared}"
+            "structure", True, f"descriptions agree on {', '.join(agreed)}{made}{uncompared}"
         )
-    details = "; ".join(f"{k}: {baseline.get(k)!r} vs {subject.get(k)!r}" for k in differing)
-    if "vocab_size" in differing and isinstance(subject.get(VOCAB_GROWTH_KEY), Mapping):
-        details += (
-            f" (the subject declares a vocab_growth of {dict(subject[VOCAB_GROWTH_KEY])!r}, another step)"
-        )
-    return InvariantCheck("structure", False, f"baseline vs subject differ in {details}{uncompared}")
+    details = "; ".join(d.phrase() for d in wrong)
+    growth = subject.get(VOCAB_GROWTH_KEY)
+    if any(d.key == "vocab_size" for d in wrong) and isinstance(growth, Mapping):
+        details += f" (the subject declares a vocab_growth of {dict(growth)!r}, another step)"
+    return InvariantCheck(
+        "structure",
+        False,
+        f"baseline vs subject differ from the declared structure in {details}{uncompared}"
+        if change
+        else f"baseline vs subject differ in {details}{uncompared}",
+    )
+
+
+def _declared_phrases(
+    change: StructureChange, found: list[LayerDelta], baseline: Mapping[str, Any], whose: str
+) -> str:
+    phrases = []
+    for delta in found:
+        if delta.key == "vocab_size" and change.vocab_size is not None:
+            tokens = change.added_tokens
+            named = f": {', '.join(tokens[:5])}{' ...' if len(tokens) > 5 else ''}" if tokens else ""
+            phrases.append(
+                f"vocab_size grew from {baseline['vocab_size']} to {change.vocab_size} as {whose} "
+                f"({change.vocab_size - int(baseline['vocab_size'])} added tokens{named})"
+            )
+        else:
+            phrases.append(delta.phrase())
+    return "".join(f"; {phrase}" for phrase in phrases)
 
 
 def tying_check(baseline: Mapping[str, Any], subject: Mapping[str, Any]) -> InvariantCheck:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from invarlock.certification.evaluation.distribution import TokenObserver
 from invarlock.certification.evaluation.stats import WindowScore
 from invarlock.certification.evaluation.windows import Window
 from invarlock.errors import AdapterContractError, DatasetError
@@ -140,8 +141,14 @@ def score_windows(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
+    observer: TokenObserver | None = None,
 ) -> list[WindowScore]:
-    """Summed NLL per window, computed from ``adapter.logits`` (one forward pass per batch)."""
+    """Summed NLL per window, computed from ``adapter.logits`` (one forward pass per batch).
+
+    The log-softmax is taken in float32 at the scored positions only (the labels that are not
+    ``IGNORE``), one batch at a time; ``observer`` (the distribution metrics) sees those
+    log-probabilities before they are discarded, so it costs no second pass.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -155,14 +162,18 @@ def score_windows(
                 f"adapter {adapter.name} returned logits of shape {tuple(logits.shape)} for inputs of shape "
                 f"{tuple(labels.shape)}; its invarlock_logits hook must return (batch, seq, vocab)"
             )
-        losses = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(),
-            labels.reshape(-1),
-            ignore_index=IGNORE,
-            reduction="none",
-        ).view(labels.shape)
+        labels = labels.to(logits.device)
+        scored = labels != IGNORE
+        observed = labels[scored]
+        log_probs = F.log_softmax(logits[scored].float(), dim=-1)
+        del logits
+        losses = torch.zeros(labels.shape, dtype=log_probs.dtype, device=log_probs.device)
+        losses[scored] = -log_probs.gather(1, observed[:, None]).squeeze(1)
         nll = losses.sum(dim=1, dtype=torch.float64).tolist()
-        counts = (labels != IGNORE).sum(dim=1).tolist()
+        counts = scored.sum(dim=1).tolist()
+        if observer is not None:
+            observer.observe(chunk, counts, log_probs, observed)
+        del log_probs
         scores += [WindowScore(w.window_id, n, c) for w, n, c in zip(chunk, nll, counts, strict=True)]
         if on_batch is not None:
             on_batch(len(chunk))

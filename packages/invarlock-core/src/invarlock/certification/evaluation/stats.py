@@ -82,17 +82,9 @@ def paired_ratio(
     total_tokens = sum(tokens)
     mean_delta = sum(deltas) / total_tokens
 
-    rng = random.Random(seed)
-    n = len(deltas)
-    indices = range(n)
-    resampled: list[float] = []
-    for _ in range(bootstrap):
-        picks = rng.choices(indices, k=n)
-        resampled.append(sum(deltas[i] for i in picks) / sum(tokens[i] for i in picks))
-    resampled.sort()
-    tail = (1.0 - confidence) / 2.0
-    low = _quantile(resampled, tail)
-    high = _quantile(resampled, 1.0 - tail)
+    ((low, high),) = ratio_intervals(
+        [(deltas, tokens)], confidence=confidence, bootstrap=bootstrap, seed=seed
+    )
     return PairedRatio(
         ratio=math.exp(mean_delta),
         ci_low=math.exp(low),
@@ -103,9 +95,41 @@ def paired_ratio(
         baseline_ppl=perplexity(baseline),
         subject_ppl=perplexity(subject),
         mean_delta_log_loss=mean_delta,
-        windows=n,
+        windows=len(deltas),
         tokens=total_tokens,
     )
+
+
+def ratio_intervals(
+    series: Sequence[tuple[Sequence[float], Sequence[float]]],
+    *,
+    confidence: float,
+    bootstrap: int,
+    seed: int,
+) -> list[tuple[float, float]]:
+    """Percentile-bootstrap intervals of ``sum(numerators) / sum(denominators)`` for each
+    ``(numerators, denominators)`` pair of per-window values, all resampled with the same windows.
+
+    Windows are drawn with replacement by a generator seeded with ``seed``, so every statistic
+    computed on the same windows with the same seed (the ratio, the distribution metrics) sees the
+    same resamples.
+    """
+    n = len(series[0][0])
+    if any(len(num) != n or len(den) != n for num, den in series):
+        raise ValueError("every series needs one numerator and one denominator per window")
+    rng = random.Random(seed)
+    indices = range(n)
+    resampled: list[list[float]] = [[] for _ in series]
+    for _ in range(bootstrap):
+        picks = rng.choices(indices, k=n)
+        for values, (num, den) in zip(resampled, series, strict=True):
+            values.append(sum(num[i] for i in picks) / sum(den[i] for i in picks))
+    tail = (1.0 - confidence) / 2.0
+    intervals = []
+    for values in resampled:
+        values.sort()
+        intervals.append((_quantile(values, tail), _quantile(values, 1.0 - tail)))
+    return intervals
 
 
 def _quantile(sorted_values: Sequence[float], q: float) -> float:
