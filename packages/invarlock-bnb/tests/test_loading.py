@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ import torch
 from transformers import BitsAndBytesConfig
 
 from invarlock.adapters import HF_BNB_Adapter, get_adapter, resolve_adapter
-from invarlock.errors import ModelLoadError, UnsupportedOperationError
+from invarlock.errors import InvalidLoadOptionError, ModelLoadError, UnsupportedOperationError
 from invarlock.testing import differing_tensors, full_state
 from invarlock_bnb.plugin import HF_BNB_Adapter as PluginClass
+from invarlock_hf.quantization import BITSANDBYTES_OPTIONS
 from invarlock_hf.resolve import resolve
 from invarlock_hf.testing import save_tiny_checkpoint
 
@@ -149,6 +151,24 @@ def test_contradictory_options_refused(
 ) -> None:
     with pytest.raises(ModelLoadError, match=says):
         adapter.load_model(llama_path, device="cpu", **options)
+
+
+def test_the_declared_bitsandbytes_options_are_the_installed_configs_settings() -> None:
+    """hf_bnb accepts exactly BitsAndBytesConfig's settings as load options: a setting transformers
+    adds (or drops) fails here instead of being refused (or passed on) without a word."""
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = inspect.signature(BitsAndBytesConfig.__init__).parameters.values()
+    assert {p.name for p in parameters if p.kind in named and p.name != "self"} == BITSANDBYTES_OPTIONS
+
+
+def test_an_option_that_would_change_the_model_is_refused_before_loading(llama_path: Path) -> None:
+    """from_pretrained would set an unknown keyword on the config (a one-layer model, certified as
+    the checkpoint): hf_bnb refuses it, naming what it accepts, whether asked for by name or by hf_auto."""
+    for name in ("hf_bnb", "hf_auto"):
+        with pytest.raises(
+            InvalidLoadOptionError, match="'num_hidden_layers' is not one adapter hf_bnb accepts"
+        ):
+            get_adapter(name).load_model(llama_path, device="cpu", load_in_8bit=True, num_hidden_layers=1)
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])

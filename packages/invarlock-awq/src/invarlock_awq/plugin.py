@@ -9,6 +9,7 @@ from __future__ import annotations
 from invarlock.adapters import Adapter
 from invarlock.types import AdapterSpec, GuardSupport, Role, SnapshotSupport
 from invarlock_awq.family import AWQ
+from invarlock_hf.loading import LOAD_OPTIONS
 from invarlock_packed import PackedFamilyHooks
 
 
@@ -29,6 +30,7 @@ _hooks = PackedFamilyHooks(
         snapshot=SnapshotSupport.YES,
         guards=GuardSupport.FULL,
         notes="AWQ GEMM checkpoints on gptqmodel's torch kernel (CPU, CUDA); GEMV on CUDA",
+        load_options=LOAD_OPTIONS,
         superseded_backends={"autoawq": "gptqmodel"},
     ),
 )

@@ -7,8 +7,6 @@ Loading itself goes through :func:`invarlock_hf.loading.load_pretrained`.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -17,23 +15,13 @@ from invarlock.errors import ModelLoadError
 from invarlock.network import hub_offline_unless_allowed
 from invarlock_bnb.layers import pin_4bit_layout
 from invarlock_hf.loading import load_error, load_pretrained, parse_dtype, pin_placement, placement_device
-from invarlock_hf.quantization import QUANTIZED_ADAPTERS, detect_quantization
+from invarlock_hf.quantization import BITSANDBYTES_OPTIONS, QUANTIZED_ADAPTERS, detect_quantization
 
 AUTO_CLASS = "AutoModelForCausalLM"
 # from_pretrained options that also decide which config.json is read.
 _CONFIG_OPTIONS = ("revision", "cache_dir", "trust_remote_code", "token", "subfolder", "local_files_only")
 _4BIT_PREFIX = "bnb_4bit_"
 _COMPUTE_DTYPE = "bnb_4bit_compute_dtype"  # takes invarlock-hf's dtype names (bf16, half...)
-
-
-@functools.cache
-def bitsandbytes_option_names() -> frozenset[str]:
-    """The ``BitsAndBytesConfig`` settings accepted as load options (``load_in_8bit``, ``bnb_4bit_*``...)."""
-    from transformers import BitsAndBytesConfig
-
-    parameters = inspect.signature(BitsAndBytesConfig.__init__).parameters.values()
-    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return frozenset(p.name for p in parameters if p.kind in named and p.name != "self")
 
 
 def load_bnb_model(model_id: str, device: str, options: dict[str, Any]) -> Any:
@@ -90,8 +78,7 @@ def _log_int8_cast_once() -> None:
 
 def _requested_config(kwargs: dict[str, Any]) -> Any | None:
     """Pop the quantization options out of ``kwargs`` and return the ``BitsAndBytesConfig`` they ask for."""
-    names = bitsandbytes_option_names()
-    flags = {name: kwargs.pop(name) for name in list(kwargs) if name in names}
+    flags = {name: kwargs.pop(name) for name in list(kwargs) if name in BITSANDBYTES_OPTIONS}
     config = kwargs.pop("quantization_config", None)
     if config is not None and flags:
         raise ModelLoadError(

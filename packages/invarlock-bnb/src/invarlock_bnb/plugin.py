@@ -16,6 +16,8 @@ from invarlock import hookimpl
 from invarlock.adapters import Adapter
 from invarlock.snapshot_hooks import ModuleSnapshots
 from invarlock.types import AdapterSpec, GuardSupport, Role, SnapshotSupport
+from invarlock_hf.loading import LOAD_OPTIONS
+from invarlock_hf.quantization import BITSANDBYTES_OPTIONS
 
 ADAPTER = "hf_bnb"
 
@@ -38,6 +40,7 @@ def invarlock_register_adapters() -> list[AdapterSpec]:
             snapshot=SnapshotSupport.BEST_EFFORT,
             guards=GuardSupport.FULL,
             notes="bitsandbytes 8-bit (default) and 4-bit nf4/fp4 causal LMs, on CPU or CUDA",
+            load_options=LOAD_OPTIONS | BITSANDBYTES_OPTIONS,
         )
     ]
 

@@ -17,7 +17,9 @@ from invarlock import hookimpl
 from invarlock.adapters import Adapter
 from invarlock.snapshot_hooks import ModuleSnapshots
 from invarlock.types import AdapterSpec, GuardSupport, Role, SnapshotSupport
+from invarlock_compressed.loading import KEEP_COMPRESSED
 from invarlock_compressed.modules import ADAPTER, METHOD, is_compressed_tensors_model
+from invarlock_hf.loading import LOAD_OPTIONS
 
 
 class HF_Compressed_Adapter(Adapter):
@@ -37,6 +39,7 @@ def invarlock_register_adapters() -> list[AdapterSpec]:
             snapshot=SnapshotSupport.YES,
             guards=GuardSupport.FULL,
             notes="compressed-tensors checkpoints (pack-quantized, int8, fp8), kept compressed in memory",
+            load_options=LOAD_OPTIONS | {KEEP_COMPRESSED},
         )
     ]
 

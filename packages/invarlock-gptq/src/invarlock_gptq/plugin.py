@@ -9,6 +9,7 @@ from __future__ import annotations
 from invarlock.adapters import Adapter
 from invarlock.types import AdapterSpec, GuardSupport, Role, SnapshotSupport
 from invarlock_gptq.family import GPTQ
+from invarlock_hf.loading import LOAD_OPTIONS
 from invarlock_packed import PackedFamilyHooks
 
 
@@ -29,6 +30,7 @@ _hooks = PackedFamilyHooks(
         snapshot=SnapshotSupport.YES,
         guards=GuardSupport.FULL,
         notes="GPTQ v1/v2 checkpoints on gptqmodel's torch kernel (CPU, CUDA)",
+        load_options=LOAD_OPTIONS,
         superseded_backends={"auto-gptq": "gptqmodel"},
     ),
 )

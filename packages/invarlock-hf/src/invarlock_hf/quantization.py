@@ -21,6 +21,22 @@ QUANTIZED_ADAPTERS = {
 
 BITSANDBYTES_FLAGS = ("load_in_8bit", "load_in_4bit")
 """Load options in the transformers 4.x style that ask for bitsandbytes quantization when true."""
+BITSANDBYTES_OPTIONS = frozenset(
+    {
+        *BITSANDBYTES_FLAGS,
+        "llm_int8_threshold",
+        "llm_int8_skip_modules",
+        "llm_int8_enable_fp32_cpu_offload",
+        "llm_int8_has_fp16_weight",
+        "bnb_4bit_compute_dtype",
+        "bnb_4bit_quant_type",
+        "bnb_4bit_use_double_quant",
+        "bnb_4bit_quant_storage",
+    }
+)
+"""``BitsAndBytesConfig``'s settings as load options (the 4.x keyword style), which the adapters that
+load bitsandbytes models accept besides ``invarlock_hf.loading.LOAD_OPTIONS``; invarlock-bnb turns
+them into the config, and its tests hold this set to the installed transformers' signature."""
 _BNB_OPTION_PREFIX = "bnb_4bit_"
 # Fields copied into the result when the quantization config states them, per method.
 _FIELDS = {
