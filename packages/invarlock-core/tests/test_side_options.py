@@ -85,6 +85,21 @@ def test_values_are_json_when_they_parse_and_text_otherwise() -> None:
     }, "a JSON string keeps what would read as a number"
 
 
+def test_a_key_that_is_always_text_keeps_the_value_as_written() -> None:
+    """A revision of digits (a short commit hash) is not turned into a number: 1e5 would name
+    revision 100000.0, and 1234567 a revision transformers cannot look up."""
+    args = parse(
+        "--subject-option", "revision=1234567",
+        "--subject-option", "dtype=1e5",
+        "--baseline-option", "offload_folder=2024",
+        "--baseline-option", "device=0",
+        "--subject-option", "n_ctx=256",
+    )  # fmt: skip
+    subject, baseline = side_options(args, "subject"), side_options(args, "baseline")
+    assert subject.load_options == {"revision": "1234567", "dtype": "1e5", "n_ctx": 256}
+    assert baseline.load_options == {"offload_folder": "2024"} and baseline.device == "0"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -68,6 +68,9 @@ MODEL: Schema = {
 }
 """``model``: everything but id, adapter and device is passed to the adapter's load_model, and so
 is every key not declared here (the adapter's own load options)."""
+TEXT_MODEL_KEYS = frozenset(name for name, key in MODEL.items() if isinstance(key, Key) and key.types == _STR)
+"""``model`` keys whose value is always text (``revision``, ``dtype``, ``offload_folder``...): a
+command-line ``KEY=VALUE`` for one keeps VALUE as written, so ``revision=1234567`` names a revision."""
 OPEN_SECTIONS = ("model",)
 """Sections whose undeclared keys are adapter load options rather than mistakes."""
 _TYPO_CUTOFF = 0.8

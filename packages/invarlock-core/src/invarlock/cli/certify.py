@@ -23,6 +23,7 @@ from invarlock.certification.evaluation.scoring import DEFAULT_BATCH_SIZE
 from invarlock.certification.evaluation.windows import DEFAULT_SEED, DEFAULT_SEQ_LEN, DEFAULT_WINDOWS
 from invarlock.cli.parsing import organise_help
 from invarlock.cli.style import with_coloured_verdict, wrap_words
+from invarlock.config import TEXT_MODEL_KEYS
 from invarlock.errors import InvalidLoadOptionError, InvarlockError
 
 DEFAULT_OUT = "invarlock-certificate"
@@ -107,6 +108,13 @@ def option_value(text: str) -> Any:
         return text
 
 
+def text_option_value(text: str) -> str:
+    """The value of a key that is always text: a JSON string's text (``"1234"``), else as written
+    (``1234567`` or ``1e5`` stay those characters, never a number)."""
+    value = option_value(text)
+    return value if isinstance(value, str) else text
+
+
 def shared_load_options(args: argparse.Namespace) -> dict[str, Any]:
     """The load options both sides get: ``--dtype``, ``--trust-remote-code`` and the placement flags."""
     options = load_options(args)
@@ -145,7 +153,9 @@ def side_options(args: argparse.Namespace, side: str) -> Any:
                 f"--{side}-option {item!r} is not KEY=VALUE; write it like --{side}-option dtype=bfloat16"
             )
         if key == "device":
-            device = str(option_value(value))
+            device = text_option_value(value)
+        elif key in TEXT_MODEL_KEYS:
+            options[key] = text_option_value(value)
         else:
             options[key] = option_value(value)
     from invarlock.certification.sides import SideOptions
