@@ -171,6 +171,7 @@ def test_a_refusal_on_one_rank_stops_every_rank(work: Path) -> None:
     assert "invarlock: error [output_unwritable]" in done.stderr, done.stderr[-4000:]  # rank 0's own
     assert "[rank_failed]: rank 0 of 2 stopped with [output_unwritable]" in done.stderr  # rank 1's
     assert "exitcode  : 2" in done.stderr
+    assert "SIGABRT" not in done.stderr, "a rank aborted at exit instead of exiting with its status"
     assert writes(work, 0) == writes(work, 1) == []
 
 

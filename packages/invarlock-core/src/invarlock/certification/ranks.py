@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from invarlock.errors import InvarlockError, RankFailedError, TensorParallelError
 
 MEETING_TIMEOUT = timedelta(hours=2)
 """How long a rank waits for the others at a meeting (transformers' own tensor-parallel timeout:
 loading shards can take tens of minutes with high rank skew)."""
+T = TypeVar("T")
 TP_OPTION = "tp_plan"
 
 
@@ -71,6 +72,20 @@ class Ranks:
                 f"({_difference(outcomes[0], outcomes[differing])}); the ranks must score identically, "
                 "so report this with both ranks' output"
             )
+
+    def lead_writes(self, write: Callable[[], T]) -> T | None:
+        """Rank 0 runs ``write`` (the one writer); every rank then meets (:meth:`settle`: a failed
+        write stops them all) and the other ranks wait for rank 0 to end (:meth:`wait_for_lead`).
+        ``write``'s result on rank 0, None on the others."""
+        result, failure = None, None
+        try:
+            if self.lead:
+                result = write()
+        except InvarlockError as exc:
+            failure = exc
+        self.settle(failure)
+        self.wait_for_lead()
+        return result
 
     def wait_for_lead(self) -> None:
         """On ranks other than 0: return once rank 0's process has ended (its connection closes),
@@ -162,6 +177,25 @@ def ranks_for(option_sets: Sequence[Mapping[str, Any]], *, flag: str = "--tp-pla
         dist.init_process_group(backend=backend, timeout=MEETING_TIMEOUT)
     group = dist.new_group(backend="gloo", timeout=MEETING_TIMEOUT)
     return Ranks(dist.get_rank(), dist.get_world_size(), str(dist.get_backend()), group)
+
+
+def end_rank_process(code: int) -> None:
+    """Under torchrun, once this rank's process group exists: end the process with ``code`` now,
+    after flushing its output, instead of through the interpreter's teardown.
+
+    That teardown destroys the live process group's threads in no set order and now and then aborts
+    the process (``terminate called without an active exception``, SIGABRT: seen in about 1 of 3
+    two-rank runs that stopped on an error), so torchrun reports the abort instead of the rank's
+    exit status. Nothing is left to do by then: outputs are written and the ranks have met for the
+    last time. Elsewhere (one process, or no process group) this returns and changes nothing."""
+    if int(os.environ.get("WORLD_SIZE", "1") or "1") <= 1:
+        return
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def is_dtensor(tensor: Any) -> bool:

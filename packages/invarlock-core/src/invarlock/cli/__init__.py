@@ -75,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = _run(argv)
         sys.stdout.flush()  # inside the try: a reader that closed the pipe is met here, not at exit
+        if "torch.distributed" in sys.modules:  # a rank of torchrun: see end_rank_process
+            from invarlock.certification.ranks import end_rank_process
+
+            end_rank_process(code)
         return code
     except BrokenPipeError:
         if not _stdout_reader_gone():

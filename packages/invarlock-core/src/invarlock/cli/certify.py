@@ -402,15 +402,8 @@ def _certify_command(args: argparse.Namespace) -> int:
     except InvarlockError as exc:
         failure = exc
     ranks.settle(failure, outcome(certificate))
-    paths: dict[str, Any] = {}
-    try:
-        if ranks.lead:
-            paths = write_certificate(certificate, args.out)
-    except InvarlockError as exc:
-        failure = exc
-    ranks.settle(failure)
-    if not ranks.lead:
-        ranks.wait_for_lead()
+    paths = ranks.lead_writes(lambda: write_certificate(certificate, args.out))
+    if paths is None:  # not rank 0: it writes and prints
         return int(certificate["exit_code"])
     if args.json:
         sys.stdout.write(to_json(certificate))

@@ -53,15 +53,8 @@ def _run_command(args: argparse.Namespace) -> int:
     except InvarlockError as exc:
         failure = exc
     ranks.settle(failure, {key: report.get(key) for key in ("verdict", "exit_code", "stats", "restore")})
-    path = None
-    try:
-        if ranks.lead:
-            path = write_report(report, out)
-    except InvarlockError as exc:
-        failure = exc
-    ranks.settle(failure)
-    if not ranks.lead:
-        ranks.wait_for_lead()
+    path = ranks.lead_writes(lambda: write_report(report, out))
+    if path is None:  # not rank 0: it writes and prints
         return int(report["exit_code"])
     if args.json:
         sys.stdout.write(to_json(report))
